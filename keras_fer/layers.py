@@ -1,0 +1,355 @@
+"""Custom Keras layers of the network: ECA, the residual basic block, the ECA-U-Net mask.
+
+Every layer computes with `keras.ops` so it runs on any Keras backend, implements
+`get_config` and is registered, so a saved `.keras` file loads without `custom_objects`.
+"""
+
+import math
+
+import keras
+from keras import layers, ops
+
+PACKAGE = "keras_fer"
+BN_EPSILON = 1e-5
+# PyTorch's BatchNorm momentum 0.1, written the Keras way: short runs get usable statistics.
+BN_MOMENTUM = 0.9
+
+
+def eca_kernel_size(channels, gamma=2, b=1):
+    """Kernel size of ECA's channel convolution for `channels` channels.
+
+    t = int(|(log2(C) + b) / gamma|), made odd by adding one when even (ECA reference code).
+
+    Example:
+    >>> [eca_kernel_size(c) for c in (64, 128, 256, 512, 1024, 2048)]
+    [3, 5, 5, 5, 5, 7]
+    """
+    if channels < 1:
+        raise ValueError(f"`channels` must be a positive integer. Received: channels={channels}")
+    t = int(abs((math.log2(channels) + b) / gamma))
+    return t if t % 2 else t + 1
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ECA(layers.Layer):
+    """Efficient channel attention (Wang et al., CVPR 2020).
+
+    Global average pool over H, W; a 1-D convolution across channels (one filter, kernel
+    `kernel_size`, no bias); sigmoid; rescale the input channel-wise.
+
+    Shapes: (batch, H, W, C) -> (batch, H, W, C).
+
+    Args:
+        gamma: float, ECA's gamma in the adaptive kernel size. Defaults to 2.
+        b: float, ECA's b in the adaptive kernel size. Defaults to 1.
+
+    The kernel size is chosen from C when the layer is built and exposed as `kernel_size`.
+    """
+
+    def __init__(self, gamma=2, b=1, **kwargs):
+        super().__init__(**kwargs)
+        self.gamma = gamma
+        self.b = b
+        self.kernel_size = None
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.kernel_size = eca_kernel_size(channels, self.gamma, self.b)
+        self.channel_conv = layers.Conv1D(
+            1,
+            self.kernel_size,
+            padding="same",
+            use_bias=False,
+            dtype=self.dtype_policy,
+            name="channel_conv",
+        )
+        self.channel_conv.build((None, channels, 1))
+
+    def call(self, inputs):
+        pooled = ops.mean(inputs, axis=(1, 2))  # (batch, C)
+        weights = self.channel_conv(ops.expand_dims(pooled, -1))  # (batch, C, 1)
+        weights = ops.sigmoid(weights[:, None, None, :, 0])  # (batch, 1, 1, C)
+        return inputs * weights
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"gamma": self.gamma, "b": self.b})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BasicBlock(layers.Layer):
+    """ResNet34's residual basic block.
+
+    conv3x3(stride) - BN - ReLU - conv3x3 - BN, plus a shortcut (identity, or 1x1 conv with
+    stride + BN where the channel count or stride changes), add, ReLU.
+
+    Shapes: (batch, H, W, C_in) -> (batch, H / stride, W / stride, filters).
+
+    Args:
+        filters: int, output channels.
+        stride: int, stride of the first convolution and of the shortcut. Defaults to 1.
+    """
+
+    def __init__(self, filters, stride=1, **kwargs):
+        super().__init__(**kwargs)
+        if filters < 1 or stride < 1:
+            raise ValueError(
+                f"`filters` and `stride` must be positive. Received: filters={filters}, stride={stride}"
+            )
+        self.filters = filters
+        self.stride = stride
+        conv = dict(padding="same", use_bias=False, dtype=self.dtype_policy)
+        bn = dict(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, dtype=self.dtype_policy)
+        self.conv1 = layers.Conv2D(filters, 3, strides=stride, name="conv1", **conv)
+        self.bn1 = layers.BatchNormalization(name="bn1", **bn)
+        self.conv2 = layers.Conv2D(filters, 3, name="conv2", **conv)
+        self.bn2 = layers.BatchNormalization(name="bn2", **bn)
+        # The projection shortcut exists only where the shape changes; that is known at build.
+        self.shortcut_conv = layers.Conv2D(filters, 1, strides=stride, name="shortcut_conv", **conv)
+        self.shortcut_bn = layers.BatchNormalization(name="shortcut_bn", **bn)
+        self.projects = None
+
+    def build(self, input_shape):
+        self.projects = input_shape[-1] != self.filters or self.stride != 1
+        self.conv1.build(input_shape)
+        inner_shape = self.conv1.compute_output_shape(input_shape)
+        self.bn1.build(inner_shape)
+        self.conv2.build(inner_shape)
+        self.bn2.build(inner_shape)
+        if self.projects:
+            self.shortcut_conv.build(input_shape)
+            self.shortcut_bn.build(inner_shape)
+        else:
+            self.shortcut_conv = self.shortcut_bn = None
+
+    def call(self, inputs, training=None):
+        x = ops.relu(self.bn1(self.conv1(inputs), training=training))
+        x = self.bn2(self.conv2(x), training=training)
+        shortcut = inputs
+        if self.projects:
+            shortcut = self.shortcut_bn(self.shortcut_conv(inputs), training=training)
+        return ops.relu(x + shortcut)
+
+    def compute_output_shape(self, input_shape):
+        return self.conv1.compute_output_shape(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"filters": self.filters, "stride": self.stride})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ECAUNetMask(layers.Layer):
+    """U-Net mask branch of any depth with ECA after every encoder block.
+
+    For an input with C channels and depth d:
+    - encoder: d basic blocks C*2^(i-1) -> C*2^i (i = 1..d), each followed by ECA, with a 2x2
+      max pool between consecutive blocks;
+    - decoder: for i = d-1 .. 1, transposed conv 2x2/2 (C*2^(i+1) -> C*2^i) + BN + ReLU,
+      concatenation with encoder block i, basic block C*2^(i+1) -> C*2^i;
+    - head: basic block 2C -> C, then softmax over channels (or sigmoid) at every pixel.
+
+    Shapes: (batch, H, W, C) -> (batch, H, W, C); H and W must be divisible by 2^(d-1).
+
+    Args:
+        depth: int >= 1, the number of encoder blocks.
+        use_eca: bool, ECA after every encoder block; False gives the Residual Masking
+            Network's plain U-Net. Defaults to True.
+        activation: "softmax" (over channels, the paper) or "sigmoid". Defaults to "softmax".
+        eca_gamma, eca_b: ECA's adaptive kernel-size constants. Default to 2 and 1.
+    """
+
+    def __init__(self, depth, use_eca=True, activation="softmax", eca_gamma=2, eca_b=1, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"`depth` must be an integer >= 1. Received: depth={depth}")
+        if activation not in ("softmax", "sigmoid"):
+            raise ValueError(
+                f'`activation` must be "softmax" or "sigmoid". Received: activation={activation!r}'
+            )
+        self.depth = depth
+        self.use_eca = use_eca
+        self.activation = activation
+        self.eca_gamma = eca_gamma
+        self.eca_b = eca_b
+
+    def build(self, input_shape):
+        _, height, width, channels = input_shape
+        factor = 2 ** (self.depth - 1)
+        for size in (height, width):
+            if size is not None and size % factor:
+                raise ValueError(
+                    f"{self.name}: a U-Net of depth {self.depth} pools {self.depth - 1} times and "
+                    f"needs height and width divisible by {factor}. Received spatial size "
+                    f"{height}x{width} (input shape {tuple(input_shape)}). Choose an input size "
+                    "that is a multiple of 32 or a smaller mask depth."
+                )
+        policy = self.dtype_policy
+        self.encoder_blocks = []
+        self.encoder_ecas = []
+        shape = tuple(input_shape)
+        skip_shapes = []
+        for i in range(1, self.depth + 1):
+            if i > 1:
+                shape = (shape[0], shape[1] and shape[1] // 2, shape[2] and shape[2] // 2, shape[3])
+            block = BasicBlock(channels * 2**i, dtype=policy, name=f"encoder{i}")
+            block.build(shape)
+            shape = tuple(block.compute_output_shape(shape))
+            self.encoder_blocks.append(block)
+            if self.use_eca:
+                eca = ECA(self.eca_gamma, self.eca_b, dtype=policy, name=f"encoder{i}_eca")
+                eca.build(shape)
+                self.encoder_ecas.append(eca)
+            skip_shapes.append(shape)
+        self.decoder_ups = []
+        self.decoder_bns = []
+        self.decoder_blocks = []
+        for i in range(self.depth - 1, 0, -1):
+            up = layers.Conv2DTranspose(
+                channels * 2**i, 2, strides=2, use_bias=False, dtype=policy, name=f"decoder{i}_up"
+            )
+            up.build(shape)
+            shape = tuple(up.compute_output_shape(shape))
+            bn = layers.BatchNormalization(
+                epsilon=BN_EPSILON, momentum=BN_MOMENTUM, dtype=policy, name=f"decoder{i}_up_bn"
+            )
+            bn.build(shape)
+            shape = shape[:3] + (shape[3] + skip_shapes[i - 1][3],)
+            block = BasicBlock(channels * 2**i, dtype=policy, name=f"decoder{i}")
+            block.build(shape)
+            shape = tuple(block.compute_output_shape(shape))
+            self.decoder_ups.append(up)
+            self.decoder_bns.append(bn)
+            self.decoder_blocks.append(block)
+        self.head = BasicBlock(channels, dtype=policy, name="head")
+        self.head.build(shape)
+
+    def call(self, inputs, training=None):
+        x = inputs
+        skips = []
+        for i, block in enumerate(self.encoder_blocks):
+            if i > 0:
+                x = ops.max_pool(x, pool_size=2, strides=2)
+            x = block(x, training=training)
+            if self.use_eca:
+                x = self.encoder_ecas[i](x)
+            skips.append(x)
+        for up, bn, block, skip in zip(
+            self.decoder_ups, self.decoder_bns, self.decoder_blocks, reversed(skips[:-1])
+        ):
+            x = ops.relu(bn(up(x), training=training))
+            x = block(ops.concatenate([x, skip], axis=-1), training=training)
+        x = self.head(x, training=training)
+        if self.activation == "softmax":
+            return ops.softmax(x, axis=-1)
+        return ops.sigmoid(x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "depth": self.depth,
+                "use_eca": self.use_eca,
+                "activation": self.activation,
+                "eca_gamma": self.eca_gamma,
+                "eca_b": self.eca_b,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class GrayscaleToRGB(layers.Layer):
+    """Repeats a single gray channel three times.
+
+    Shapes: (batch, H, W, 1) -> (batch, H, W, 3).
+    """
+
+    def call(self, inputs):
+        return ops.concatenate([inputs, inputs, inputs], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (3,)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class FaceAugmentation(layers.Layer):
+    """Random flip, rotation, zoom and shift of faces, in training only.
+
+    Keras' random image layers augment whenever `training` is not given (their default is
+    True), so a plain `model(x)` would be random. This layer augments only when called with
+    `training=True` (as `model.fit` does) and is the identity otherwise, which keeps
+    `model(x)`, `predict`, SavedModel and TFLite deterministic.
+
+    Shapes: (batch, H, W, C) -> (batch, H, W, C), values in [0, 1].
+
+    Args:
+        flip: bool, random horizontal flip.
+        shift: float, largest translation as a fraction of height and width.
+        rotation_degrees: float, largest rotation either way, in degrees.
+        zoom: float, largest zoom in or out as a fraction of the size.
+        seed: int or None, seed of the random layers.
+    """
+
+    def __init__(self, flip=True, shift=0.1, rotation_degrees=10.0, zoom=0.1, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        for key, value in (("shift", shift), ("zoom", zoom)):
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"`{key}` must be in [0, 1). Received: {key}={value!r}")
+        if not 0.0 <= rotation_degrees <= 180.0:
+            raise ValueError(f"`rotation_degrees` must be in [0, 180]. Received: rotation_degrees={rotation_degrees!r}")
+        self.flip = flip
+        self.shift = shift
+        self.rotation_degrees = rotation_degrees
+        self.zoom = zoom
+        self.seed = seed
+        random_layers = []
+        if flip:
+            random_layers.append(layers.RandomFlip("horizontal", seed=seed, name="flip"))
+        if rotation_degrees:
+            random_layers.append(
+                layers.RandomRotation(rotation_degrees / 360.0, fill_mode="reflect", seed=seed, name="rotation")
+            )
+        if zoom:
+            random_layers.append(layers.RandomZoom(zoom, fill_mode="reflect", seed=seed, name="zoom"))
+        if shift:
+            random_layers.append(
+                layers.RandomTranslation(shift, shift, fill_mode="reflect", seed=seed, name="shift")
+            )
+        self.random_layers = random_layers
+
+    def build(self, input_shape):
+        for layer in self.random_layers:
+            layer.build(input_shape)
+
+    def call(self, inputs, training=None):
+        if not training:
+            return inputs
+        x = inputs
+        for layer in self.random_layers:
+            x = layer(x, training=True)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "flip": self.flip,
+                "shift": self.shift,
+                "rotation_degrees": self.rotation_degrees,
+                "zoom": self.zoom,
+                "seed": self.seed,
+            }
+        )
+        return config

@@ -1,0 +1,216 @@
+"""The paper's network: ResNet34 whose four stages are refined by ECA-U-Net masks.
+
+`build_model` assembles one functional Keras model from raw 48x48 gray faces (uint8 or float
+in 0-255) to class probabilities: preprocessing layers, the backbone with its four fused
+stages, global average pooling and a softmax head.
+"""
+
+import argparse
+import json
+
+import keras
+from keras import layers
+
+from keras_fer.layers import (
+    BN_EPSILON,
+    BN_MOMENTUM,
+    BasicBlock,
+    ECAUNetMask,
+    FaceAugmentation,
+    GrayscaleToRGB,
+)
+
+# ResNet34: basic blocks per stage; channels are width * 2**stage_index.
+STAGE_BLOCKS = (3, 4, 6, 3)
+# Not stated in the paper: the common FER2013 choice of flips, small shifts and rotations.
+DEFAULT_AUGMENTATION = {"flip": True, "shift": 0.1, "rotation_degrees": 10.0, "zoom": 0.1}
+
+
+def apply_stage(x, filters, blocks, stride, mask_depth, stage_name, mask_options):
+    """One ResNet34 stage, optionally fused with its U-Net mask as F * (1 + W).
+
+    Args:
+        x: feature map (batch, H, W, C_in).
+        filters: int, channels of the stage.
+        blocks: int, basic blocks in the stage; the first one has `stride`.
+        stride: int, 1 for the first stage, 2 for the others.
+        mask_depth: int or None, depth of the U-Net mask; None for a plain stage.
+        stage_name: str, prefix of every layer name, e.g. "stage2".
+        mask_options: dict of keyword arguments for `ECAUNetMask`.
+    Returns:
+        (batch, H / stride, W / stride, filters).
+    """
+    for index in range(blocks):
+        x = BasicBlock(filters, stride if index == 0 else 1, name=f"{stage_name}_block{index + 1}")(x)
+    if mask_depth is None:
+        return x
+    mask = ECAUNetMask(mask_depth, name=f"{stage_name}_mask", **mask_options)(x)
+    # The residual gate F * (1 + W) = F + F * W: an untrained mask cannot erase the features.
+    gated = layers.Multiply(name=f"{stage_name}_mask_gate")([x, mask])
+    return layers.Add(name=f"{stage_name}_fused")([x, gated])
+
+
+def build_model(
+    input_size=224,
+    width=64,
+    num_classes=7,
+    mask_depths=(4, 3, 2, 1),
+    use_masks=True,
+    use_eca=True,
+    mask_activation="softmax",
+    dropout=0.0,
+    augmentation=DEFAULT_AUGMENTATION,
+    include_preprocessing=True,
+    image_shape=(48, 48, 1),
+    eca_gamma=2,
+    eca_b=1,
+    name="keras_fer",
+):
+    """Builds the ResNet34 + ECA-U-Net mask network as one functional Keras model.
+
+    With `include_preprocessing`, the input is a batch of raw faces `image_shape` (uint8 or
+    float, 0-255), and the model scales them to [0, 1], augments them in training only,
+    resizes them to `input_size` and repeats a gray channel to RGB. Without it, the input is
+    `(input_size, input_size, 3)` float, already scaled, for other datasets.
+
+    Args:
+        input_size: int, side of the square image the backbone sees; a multiple of 32 keeps
+            every U-Net's pooling exact. The paper uses 224.
+        width: int, channels of the first stage (64 in ResNet34); all channels scale with it.
+        num_classes: int, size of the softmax head.
+        mask_depths: four ints, U-Net depth after each stage (paper: 4, 3, 2, 1).
+        use_masks: bool, False gives a plain ResNet34.
+        use_eca: bool, ECA after every U-Net encoder block; False gives the Residual Masking
+            Network's masks.
+        mask_activation: "softmax" over channels (paper) or "sigmoid".
+        dropout: float in [0, 1), dropout before the head.
+        augmentation: dict of `FaceAugmentation` options (flip, shift, rotation_degrees,
+            zoom, seed), missing keys taking `FaceAugmentation`'s defaults; None or {} for
+            none. Active only when the model is called with `training=True`.
+        include_preprocessing: bool, whether the model starts from raw faces.
+        image_shape: (height, width, channels) of the raw faces, channels 1 or 3.
+        eca_gamma, eca_b: ECA's adaptive kernel-size constants.
+        name: str, model name.
+
+    Example:
+    >>> import numpy as np
+    >>> model = build_model(input_size=64, width=8)
+    >>> model(np.zeros((2, 48, 48, 1), "uint8")).shape
+    (2, 7)
+    """
+    if not isinstance(input_size, int) or input_size < 32:
+        raise ValueError(f"`input_size` must be an integer >= 32. Received: input_size={input_size!r}")
+    if not isinstance(width, int) or width < 1:
+        raise ValueError(f"`width` must be a positive integer. Received: width={width!r}")
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"`num_classes` must be an integer >= 2. Received: num_classes={num_classes!r}")
+    mask_depths = tuple(mask_depths)
+    if len(mask_depths) != len(STAGE_BLOCKS) or not all(isinstance(d, int) and d >= 1 for d in mask_depths):
+        raise ValueError(
+            f"`mask_depths` must be {len(STAGE_BLOCKS)} integers >= 1, one per stage. "
+            f"Received: mask_depths={mask_depths}"
+        )
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
+    image_shape = tuple(image_shape)
+    if len(image_shape) != 3 or image_shape[-1] not in (1, 3):
+        raise ValueError(
+            f"`image_shape` must be (height, width, 1 or 3). Received: image_shape={image_shape}"
+        )
+    unknown = set(augmentation or {}) - set(DEFAULT_AUGMENTATION) - {"seed"}
+    if unknown:
+        raise ValueError(
+            f"Unknown `augmentation` keys {sorted(unknown)}; known: {sorted(DEFAULT_AUGMENTATION)} "
+            f"and seed. Received: augmentation={augmentation}"
+        )
+
+    if include_preprocessing:
+        inputs = keras.Input(image_shape, name="faces")
+        x = layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
+        if augmentation:
+            x = FaceAugmentation(**augmentation, name="augment")(x)
+        if image_shape[:2] != (input_size, input_size):
+            x = layers.Resizing(input_size, input_size, name="resize")(x)
+        if image_shape[-1] == 1:
+            x = GrayscaleToRGB(name="gray_to_rgb")(x)
+    else:
+        inputs = keras.Input((input_size, input_size, 3), name="images")
+        x = inputs
+
+    x = layers.Conv2D(width, 7, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
+    x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+
+    mask_options = dict(use_eca=use_eca, activation=mask_activation, eca_gamma=eca_gamma, eca_b=eca_b)
+    for index, (blocks, depth) in enumerate(zip(STAGE_BLOCKS, mask_depths)):
+        x = apply_stage(
+            x,
+            filters=width * 2**index,
+            blocks=blocks,
+            stride=1 if index == 0 else 2,
+            mask_depth=depth if use_masks else None,
+            stage_name=f"stage{index + 1}",
+            mask_options=mask_options,
+        )
+
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="head_dropout")(x)
+    # float32 probabilities also under a mixed-precision policy.
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def stage_outputs(model):
+    """Names of the layers whose outputs are the four stage outputs (fused where masked)."""
+    names = []
+    for index in range(1, len(STAGE_BLOCKS) + 1):
+        fused = f"stage{index}_fused"
+        names.append(fused if fused in {layer.name for layer in model.layers} else
+                     f"stage{index}_block{STAGE_BLOCKS[index - 1]}")
+    return names
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m keras_fer.models",
+        description="Build the ResNet34 + ECA-U-Net network and print its structure and size.",
+    )
+    parser.add_argument("--input-size", type=int, default=224, help="backbone input side (default 224, the paper)")
+    parser.add_argument("--width", type=int, default=64, help="first-stage channels (default 64, the paper)")
+    parser.add_argument("--num-classes", type=int, default=7)
+    parser.add_argument("--mask-depths", type=int, nargs=4, default=(4, 3, 2, 1), metavar="D")
+    parser.add_argument("--no-masks", action="store_true", help="plain ResNet34")
+    parser.add_argument("--no-eca", action="store_true", help="masks without ECA (Residual Masking Network)")
+    parser.add_argument("--summary", action="store_true", help="print the layer-by-layer summary")
+    parser.add_argument("--expand", action="store_true", help="with --summary, expand nested layers")
+    parser.add_argument("--json", action="store_true", help="print the sizes as JSON")
+    args = parser.parse_args(argv)
+    model = build_model(
+        input_size=args.input_size,
+        width=args.width,
+        num_classes=args.num_classes,
+        mask_depths=args.mask_depths,
+        use_masks=not args.no_masks,
+        use_eca=not args.no_eca,
+    )
+    if args.summary:
+        model.summary(expand_nested=args.expand, line_length=120)
+    report = {
+        "input_shape": list(model.input_shape),
+        "output_shape": list(model.output_shape),
+        "stage_outputs": {name: list(model.get_layer(name).output.shape[1:]) for name in stage_outputs(model)},
+        "parameters": model.count_params(),
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for stage, shape in report["stage_outputs"].items():
+            print(f"{stage}: {'x'.join(map(str, shape))}")
+        print(f"input {tuple(model.input_shape)} -> output {tuple(model.output_shape)}")
+        print(f"parameters: {report['parameters']:,} ({report['parameters'] / 1e6:.1f} M)")
+
+
+if __name__ == "__main__":
+    main()
