@@ -1,0 +1,215 @@
+"""The FER2013 CSV format and the validation rules that every reader shares.
+
+A FER2013 file is Kaggle's ``fer2013.csv``, plain or gzip-compressed::
+
+    emotion,pixels,Usage
+    0,70 80 82 72 58 ... (2304 values),Training
+
+* ``emotion``: the class index 0-6, see :data:`CLASS_NAMES`.
+* ``pixels``: 48*48 = 2304 decimal integers 0-255, row-major, separated by
+  single spaces.
+* ``Usage``: one of :data:`USAGES`.
+
+The columns may come in any order; the header names them. LF and CRLF line
+endings are both valid, and so is a newline after the last row. Everything else
+is an error (:class:`FER2013FormatError`) that names the file, the 1-based line
+and the problem. Both readers (NumPy and ``tf.data``) and the TFDS builder go
+through :func:`iter_rows`, so a file that one of them accepts, all accept.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import zlib
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import numpy as np
+
+IMAGE_SIZE = 48
+NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE
+IMAGE_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
+
+CLASS_NAMES = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
+USAGES = ("Training", "PublicTest", "PrivateTest")
+COLUMNS = ("emotion", "pixels", "Usage")
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+_GZIP_MAGIC = b"\x1f\x8b"
+_EMOTION_CODES = {str(code).encode(): code for code in range(len(CLASS_NAMES))}
+_USAGE_CODES = {name.encode(): code for code, name in enumerate(USAGES)}
+# One value 0-255 (leading zeros allowed, as int() allows them); the whole
+# field is matched at once because a compiled regex is ~10x faster than
+# splitting and converting 2304 tokens in Python.
+_PIXEL_VALUE = rb"0*(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_PIXELS_FIELD = re.compile(rb"(?:%s ){%d}%s" % (_PIXEL_VALUE, NUM_PIXELS - 1, _PIXEL_VALUE))
+
+
+class FER2013FormatError(ValueError):
+    """A FER2013 (or FERPlus) file breaks the format.
+
+    Attributes:
+        path: the file, as given.
+        line: the 1-based line number, as an editor shows it.
+        what: the problem, without the location.
+    """
+
+    def __init__(self, path: str | os.PathLike, line: int, what: str):
+        super().__init__(f"{os.fspath(path)}:{line}: {what}")
+        self.path = os.fspath(path)
+        self.line = line
+        self.what = what
+
+
+class Row(NamedTuple):
+    """One validated data row: ``pixels`` is still the raw field (bytes)."""
+
+    line: int
+    emotion: int
+    usage: int  # index into USAGES
+    pixels: bytes
+
+
+class Columns(NamedTuple):
+    """Where the header puts each column (0-based positions), and how many there are."""
+
+    emotion: int
+    pixels: int
+    usage: int
+    count: int
+
+
+def is_gzip(path: str | os.PathLike) -> bool:
+    """True if the file starts with the gzip magic bytes (the suffix is not trusted)."""
+    with open(path, "rb") as f:
+        return f.read(2) == _GZIP_MAGIC
+
+
+def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
+    """Yields ``(line number, line)`` with the ``\\n`` or ``\\r\\n`` removed.
+
+    A line is yielded only once the read behind it succeeded, so a truncated
+    gzip stream is reported as such and not as a short last row.
+    """
+    opener = gzip.open if is_gzip(path) else open
+    line_no, pending = 0, None
+    try:
+        with opener(path, "rb") as f:
+            for line_no, raw in enumerate(f, start=1):
+                if pending is not None:
+                    yield pending
+                pending = line_no, _strip_newline(raw)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise FER2013FormatError(path, line_no + 1 if pending else 1, f"gzip data is truncated or corrupt ({e})") from e
+    if pending is not None:
+        yield pending
+
+
+def _strip_newline(raw: bytes) -> bytes:
+    if raw.endswith(b"\n"):
+        raw = raw[:-1]
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    return raw
+
+
+def parse_header(path: str | os.PathLike, line: bytes) -> Columns:
+    """Finds the three columns in the header line (line 1)."""
+    names = line.removeprefix(_UTF8_BOM).decode("utf-8", "replace").split(",")
+    expected = ",".join(COLUMNS)
+    if names and names[0].strip().isdigit():
+        raise FER2013FormatError(path, 1, f"missing header: expected '{expected}', found a data row")
+    missing = [name for name in COLUMNS if name not in names]
+    if missing:
+        raise FER2013FormatError(
+            path, 1, f"header lacks column(s) {', '.join(map(repr, missing))}: expected '{expected}', found {line[:80]!r}"
+        )
+    return Columns(*(names.index(name) for name in COLUMNS), count=len(names))
+
+
+def parse_row(path: str | os.PathLike, line_no: int, line: bytes, columns: Columns) -> Row:
+    """Validates one data line against the shared rules; raises :class:`FER2013FormatError`."""
+    fields = line.split(b",")
+    if len(fields) != columns.count:
+        what = "empty line" if not line.strip() else f"expected {columns.count} comma-separated fields, found {len(fields)}"
+        raise FER2013FormatError(path, line_no, what)
+    emotion = _EMOTION_CODES.get(fields[columns.emotion])
+    if emotion is None:
+        raise FER2013FormatError(path, line_no, _describe_bad_emotion(fields[columns.emotion]))
+    usage = _USAGE_CODES.get(fields[columns.usage])
+    if usage is None:
+        raise FER2013FormatError(
+            path, line_no, f"unknown Usage {_show(fields[columns.usage])}: expected one of {', '.join(USAGES)}"
+        )
+    pixels = fields[columns.pixels]
+    if not _PIXELS_FIELD.fullmatch(pixels):
+        raise FER2013FormatError(path, line_no, _describe_bad_pixels(pixels))
+    return Row(line_no, emotion, usage, pixels)
+
+
+def iter_rows(path: str | os.PathLike, bad_rows: list[FER2013FormatError] | None = None) -> Iterator[Row]:
+    """Yields every valid data row of a FER2013 file, in file order.
+
+    Args:
+        path: plain or gzip CSV.
+        bad_rows: ``None`` to raise on the first bad row; a list to skip bad
+            rows instead, appending one error per skipped row. A bad header,
+            an empty file or a broken gzip stream always raise.
+    """
+    lines = iter_lines(path)
+    columns = _read_header_line(path, lines)
+    for line_no, line in lines:
+        try:
+            row = parse_row(path, line_no, line, columns)
+        except FER2013FormatError as error:
+            if bad_rows is None:
+                raise
+            bad_rows.append(error)
+            continue
+        yield row
+
+
+def read_header(path: str | os.PathLike) -> Columns:
+    """The column layout of a file, from its first line."""
+    return _read_header_line(path, iter_lines(path))
+
+
+def _read_header_line(path: str | os.PathLike, lines: Iterator[tuple[int, bytes]]) -> Columns:
+    first = next(lines, None)
+    if first is None:
+        raise FER2013FormatError(path, 1, f"empty file: expected the header '{','.join(COLUMNS)}'")
+    return parse_header(path, first[1])
+
+
+def decode_pixel_fields(fields: list[bytes]) -> np.ndarray:
+    """Validated pixel fields -> uint8 images of shape (len(fields), 48, 48, 1)."""
+    if not fields:
+        return np.zeros((0, *IMAGE_SHAPE), np.uint8)
+    values = np.fromstring(b" ".join(fields), dtype=np.uint8, sep=" ")
+    return values.reshape(len(fields), *IMAGE_SHAPE)
+
+
+def _show(field: bytes, limit: int = 40) -> str:
+    text = field.decode("utf-8", "replace")
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _describe_bad_emotion(field: bytes) -> str:
+    if field.removeprefix(b"-").isdigit():
+        return f"emotion {int(field)} is outside 0-{len(CLASS_NAMES) - 1}"
+    return f"emotion {_show(field)} is not an integer"
+
+
+def _describe_bad_pixels(field: bytes) -> str:
+    """Says what is wrong with a pixels field that failed the fast check."""
+    tokens = field.split(b" ")
+    for position, token in enumerate(tokens, start=1):
+        if not token:
+            return f"pixel {position} is empty (pixels must be separated by single spaces)"
+        if not token.isdigit():
+            return f"pixel {position} is {_show(token)}, not an integer"
+        if int(token) > 255:
+            return f"pixel {position} is {int(token)}, outside 0-255"
+    return f"expected {NUM_PIXELS} pixel values, found {len(tokens)}"

@@ -1,0 +1,82 @@
+"""Which rows a reader yields and with which labels: splits and label modes.
+
+Both readers call :func:`select_rows` on the same :class:`RowIndex`, so they
+agree on rows and labels by construction.
+
+Label modes:
+
+* ``"fer2013"``: the ``emotion`` column, 7 classes (:data:`CLASS_NAMES`);
+  drops nothing.
+* ``"ferplus"``: FERPlus majority vote, 7 classes; drops ties, rows won by
+  unknown / not-a-face, and rows won by contempt.
+* ``"ferplus8"``: FERPlus majority vote, 8 classes
+  (:data:`FERPLUS8_CLASS_NAMES`, contempt = 7); drops ties and rows won by
+  unknown / not-a-face.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from keras_fer.data.csv_format import CLASS_NAMES, USAGES
+from keras_fer.data.ferplus import FERPLUS8_CLASS_NAMES, ferplus_labels
+from keras_fer.data.row_index import RowIndex
+
+LABEL_MODES = ("fer2013", "ferplus", "ferplus8")
+
+
+def class_names(labels: str = "fer2013") -> tuple[str, ...]:
+    """The class names of a label mode, indexed by label."""
+    check_label_mode(labels)
+    return FERPLUS8_CLASS_NAMES if labels == "ferplus8" else CLASS_NAMES
+
+
+def check_label_mode(labels: str, ferplus_path: str | os.PathLike | None = None) -> None:
+    """Raises ValueError for an unknown mode, or a FERPlus mode without its vote file."""
+    if labels not in LABEL_MODES:
+        raise ValueError(f"labels must be one of {', '.join(LABEL_MODES)}, got {labels!r}")
+    if labels != "fer2013" and ferplus_path is None:
+        raise ValueError(f"labels={labels!r} needs ferplus_path (the FERPlus vote file fer2013new.csv)")
+
+
+def usage_codes(usage: str | Sequence[str]) -> tuple[int, ...]:
+    """``"Training"`` or ``["PublicTest", "PrivateTest"]`` -> indices into ``USAGES``."""
+    names = (usage,) if isinstance(usage, str) else tuple(usage)
+    unknown = [name for name in names if name not in USAGES]
+    if unknown or not names:
+        raise ValueError(f"usage must be one or more of {', '.join(USAGES)}, got {usage!r}")
+    return tuple(USAGES.index(name) for name in names)
+
+
+def row_labels(index: RowIndex, labels: str = "fer2013", ferplus_path: str | os.PathLike | None = None) -> np.ndarray:
+    """int32 (len(index),): each row's label in the given mode, -1 where the mode drops the row."""
+    check_label_mode(labels, ferplus_path)
+    if labels == "fer2013":
+        return index.emotions.astype(np.int32)
+    return ferplus_labels(ferplus_path, index, with_contempt=labels == "ferplus8")
+
+
+def select_rows(
+    index: RowIndex,
+    usage: str | Sequence[str] = "Training",
+    labels: str = "fer2013",
+    ferplus_path: str | os.PathLike | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of the wanted splits that the label mode keeps, in file order.
+
+    Returns:
+        ``(positions, targets)``: int64 (M,) positions into ``index`` and int32
+        (M,) labels.
+
+    Raises:
+        ValueError: if no row is left (an empty dataset would train on nothing).
+    """
+    codes = usage_codes(usage)
+    targets = row_labels(index, labels, ferplus_path)
+    positions = np.flatnonzero(np.isin(index.usages, codes) & (targets >= 0))
+    if not len(positions):
+        raise ValueError(f"{index.path}: no rows with Usage {usage!r} (labels={labels!r})")
+    return positions, targets[positions]
