@@ -9,7 +9,8 @@ use, and the TFDS builder lives in :mod:`keras_fer.data.tfds_fer2013`.
 from keras_fer.data.csv_format import CLASS_NAMES, IMAGE_SHAPE, USAGES, FER2013FormatError
 from keras_fer.data.ferplus import FERPLUS8_CLASS_NAMES
 from keras_fer.data.numpy_reader import read_fer2013
-from keras_fer.data.selection import LABEL_MODES, class_names
+from keras_fer.data.selection import LABEL_MODES, class_names, count_fer2013
+from keras_fer.data.synthetic import synthetic_faces, write_synthetic_fer2013
 
 __all__ = [
     "CLASS_NAMES",
@@ -19,8 +20,11 @@ __all__ = [
     "USAGES",
     "FER2013FormatError",
     "class_names",
+    "count_fer2013",
     "fer2013_dataset",
     "read_fer2013",
+    "synthetic_faces",
+    "write_synthetic_fer2013",
 ]
 
 

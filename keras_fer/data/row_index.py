@@ -10,7 +10,6 @@ share one pass.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import os
 from collections.abc import Callable
@@ -55,12 +54,16 @@ def scan_fer2013(
 ) -> RowIndex:
     """Reads and validates a whole file, calling ``on_row`` for each valid row.
 
+    The index is remembered, so that :func:`index_fer2013` of the same file
+    does not scan it again.
+
     Raises:
         FER2013FormatError: on the first bad row (unless ``skip_bad_rows``),
             a bad header, an empty file, a broken gzip stream, or a file with
             no valid data row.
     """
     path = os.fspath(path)
+    key = _cache_key(path, skip_bad_rows)
     bad_rows: list[FER2013FormatError] | None = [] if skip_bad_rows else None
     lines, emotions, usages = [], [], []
     for row in iter_rows(path, bad_rows):
@@ -84,17 +87,29 @@ def scan_fer2013(
         usages=np.asarray(usages, np.int8),
         skipped=skipped,
     )
+    _remember(key, index)
     return index
 
 
 def index_fer2013(path: str | os.PathLike, skip_bad_rows: bool = False) -> RowIndex:
     """The :class:`RowIndex` of a file, scanned once per (file version, mode) in this process."""
+    cached = _INDEX_CACHE.get(_cache_key(path, skip_bad_rows))
+    return cached if cached is not None else scan_fer2013(path, skip_bad_rows)
+
+
+# The last few indexes, by (path, size, mtime, skip_bad_rows): size and mtime
+# are in the key so that an edited file is scanned again.
+_INDEX_CACHE: dict[tuple[str, int, int, bool], RowIndex] = {}
+_INDEX_CACHE_SIZE = 8
+
+
+def _cache_key(path: str | os.PathLike, skip_bad_rows: bool) -> tuple[str, int, int, bool]:
     stat = os.stat(path)
-    return _cached_index(os.fspath(path), stat.st_size, stat.st_mtime_ns, skip_bad_rows)
+    return os.fspath(path), stat.st_size, stat.st_mtime_ns, skip_bad_rows
 
 
-@functools.lru_cache(maxsize=8)
-def _cached_index(path: str, size: int, mtime_ns: int, skip_bad_rows: bool) -> RowIndex:
-    # size and mtime are in the key only so that an edited file is scanned again.
-    del size, mtime_ns
-    return scan_fer2013(path, skip_bad_rows)
+def _remember(key: tuple[str, int, int, bool], index: RowIndex) -> None:
+    _INDEX_CACHE.pop(key, None)
+    _INDEX_CACHE[key] = index
+    while len(_INDEX_CACHE) > _INDEX_CACHE_SIZE:
+        del _INDEX_CACHE[next(iter(_INDEX_CACHE))]

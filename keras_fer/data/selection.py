@@ -23,21 +23,21 @@ import numpy as np
 
 from keras_fer.data.csv_format import CLASS_NAMES, USAGES
 from keras_fer.data.ferplus import FERPLUS8_CLASS_NAMES, ferplus_labels
-from keras_fer.data.row_index import RowIndex
+from keras_fer.data.row_index import RowIndex, index_fer2013
 
 LABEL_MODES = ("fer2013", "ferplus", "ferplus8")
 
 
 def class_names(labels: str = "fer2013") -> tuple[str, ...]:
     """The class names of a label mode, indexed by label."""
-    check_label_mode(labels)
+    if labels not in LABEL_MODES:
+        raise ValueError(f"labels must be one of {', '.join(LABEL_MODES)}, got {labels!r}")
     return FERPLUS8_CLASS_NAMES if labels == "ferplus8" else CLASS_NAMES
 
 
 def check_label_mode(labels: str, ferplus_path: str | os.PathLike | None = None) -> None:
     """Raises ValueError for an unknown mode, or a FERPlus mode without its vote file."""
-    if labels not in LABEL_MODES:
-        raise ValueError(f"labels must be one of {', '.join(LABEL_MODES)}, got {labels!r}")
+    class_names(labels)
     if labels != "fer2013" and ferplus_path is None:
         raise ValueError(f"labels={labels!r} needs ferplus_path (the FERPlus vote file fer2013new.csv)")
 
@@ -80,3 +80,46 @@ def select_rows(
     if not len(positions):
         raise ValueError(f"{index.path}: no rows with Usage {usage!r} (labels={labels!r})")
     return positions, targets[positions]
+
+
+def count_fer2013(
+    path: str | os.PathLike,
+    ferplus_path: str | os.PathLike | None = None,
+    labels: str | None = None,
+    skip_bad_rows: bool = False,
+) -> dict:
+    """Validates a file and counts its rows by split and class.
+
+    Args:
+        labels: the label mode; default ``"ferplus"`` with a ``ferplus_path``,
+            else ``"fer2013"``.
+
+    Returns:
+        A JSON-ready dict: ``path``, ``labels``, ``rows`` (valid data rows),
+        ``skipped_lines``, and ``splits``: for each split present, ``rows``,
+        ``kept`` and ``dropped`` (rows the label mode drops) and ``classes``
+        (class name -> count).
+    """
+    labels = labels or ("ferplus" if ferplus_path is not None else "fer2013")
+    index = index_fer2013(path, skip_bad_rows)
+    targets = row_labels(index, labels, ferplus_path)
+    names = class_names(labels)
+    splits = {}
+    for code, usage in enumerate(USAGES):
+        in_split = index.usages == code
+        if not in_split.any():
+            continue
+        per_class = np.bincount(targets[in_split & (targets >= 0)], minlength=len(names))
+        splits[usage] = {
+            "rows": int(in_split.sum()),
+            "kept": int(per_class.sum()),
+            "dropped": int(in_split.sum() - per_class.sum()),
+            "classes": dict(zip(names, per_class.tolist())),
+        }
+    return {
+        "path": index.path,
+        "labels": labels,
+        "rows": len(index),
+        "skipped_lines": [error.line for error in index.skipped],
+        "splits": splits,
+    }
