@@ -1,0 +1,154 @@
+"""FERPlus majority labels: the vote rule, alignment with the CSV, and the real vote file."""
+
+import csv
+from collections import Counter
+
+import numpy as np
+import pytest
+from fer_test_files import HEADER, pixel_field, write_csv
+
+from keras_fer.data import FER2013FormatError, count_fer2013, fer2013_dataset, read_fer2013
+from keras_fer.data.ferplus import FERPLUS_COLUMNS, majority_labels
+
+VOTE_NAMES = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF"]
+FER2013_NAME_OF_VOTE = {
+    "anger": "Angry", "disgust": "Disgust", "fear": "Fear", "happiness": "Happy",
+    "sadness": "Sad", "surprise": "Surprise", "neutral": "Neutral", "contempt": "Contempt",
+}  # fmt: skip
+
+
+def votes(**counts):
+    return [counts.get(name, 0) for name in VOTE_NAMES]
+
+
+# (votes, 7-class label, 8-class label); -1 = dropped.
+VOTE_CASES = {
+    "unanimous happiness": (votes(happiness=10), 3, 3),
+    "anger": (votes(anger=6, disgust=4), 0, 0),
+    "disgust": (votes(disgust=5, anger=3, fear=2), 1, 1),
+    "fear": (votes(fear=4, surprise=3, neutral=3), 2, 2),
+    "sadness": (votes(sadness=7, neutral=3), 4, 4),
+    "surprise": (votes(surprise=9, fear=1), 5, 5),
+    "neutral beats happiness": (votes(neutral=6, happiness=4), 6, 6),
+    "tie": (votes(neutral=5, sadness=5), -1, -1),
+    "three-way tie": (votes(neutral=3, sadness=3, anger=3, NF=1), -1, -1),
+    "unknown wins": (votes(unknown=5, neutral=3, happiness=2), -1, -1),
+    "not a face": (votes(NF=10), -1, -1),
+    "contempt wins": (votes(contempt=6, neutral=4), -1, 7),
+    "no votes": (votes(), -1, -1),
+}
+
+
+def test_majority_vote_rule():
+    table = np.array([case[0] for case in VOTE_CASES.values()])
+    assert majority_labels(table).tolist() == [case[1] for case in VOTE_CASES.values()]
+    assert majority_labels(table, with_contempt=True).tolist() == [case[2] for case in VOTE_CASES.values()]
+
+
+def write_ferplus(path, usages_and_votes, header=FERPLUS_COLUMNS):
+    lines = [",".join(header)] + [f"{usage},fer{i:07d}.png,{','.join(map(str, v))}" for i, (usage, v) in enumerate(usages_and_votes)]
+    return write_csv(path, lines)
+
+
+@pytest.fixture
+def csv_with_votes(tmp_path):
+    """A 5-row CSV (FER2013 labels 0..4) and FERPlus votes for it plus one PrivateTest row the CSV lacks."""
+    usages = ["Training", "Training", "Training", "PublicTest", "PublicTest"]
+    csv_path = write_csv(tmp_path / "fer2013.csv", [HEADER] + [f"{i},{pixel_field(i)},{u}" for i, u in enumerate(usages)])
+    table = [
+        ("Training", votes(happiness=8, neutral=2)),
+        ("Training", votes(neutral=5, sadness=5)),
+        ("Training", votes(contempt=7, anger=3)),
+        ("PublicTest", votes(NF=10)),
+        ("PublicTest", votes(surprise=6, fear=4)),
+        ("PrivateTest", votes(anger=10)),
+    ]
+    return csv_path, write_ferplus(tmp_path / "fer2013new.csv", table)
+
+
+@pytest.mark.parametrize(
+    "labels, usage, expected_rows, expected_labels",
+    [
+        ("ferplus", "Training", [0], [3]),
+        ("ferplus8", "Training", [0, 2], [3, 7]),
+        ("ferplus", "PublicTest", [4], [5]),
+        ("ferplus8", ["Training", "PublicTest"], [0, 2, 4], [3, 7, 5]),
+    ],
+)
+def test_both_readers_apply_ferplus_labels_and_drop_rows(csv_with_votes, labels, usage, expected_rows, expected_labels):
+    csv_path, ferplus_path = csv_with_votes
+    all_images, _ = read_fer2013(csv_path, usage=["Training", "PublicTest"])
+    images, targets = read_fer2013(csv_path, usage=usage, labels=labels, ferplus_path=ferplus_path)
+    assert targets.tolist() == expected_labels
+    np.testing.assert_array_equal(images, all_images[expected_rows])
+    tf_images, tf_targets = next(iter(fer2013_dataset(csv_path, usage, batch_size=9, labels=labels, ferplus_path=ferplus_path)))
+    np.testing.assert_array_equal(tf_images.numpy(), images)
+    np.testing.assert_array_equal(tf_targets.numpy(), targets)
+
+
+def test_counts_report_dropped_rows(csv_with_votes):
+    counts = count_fer2013(*csv_with_votes)
+    assert counts["labels"] == "ferplus"
+    assert counts["splits"]["Training"] == {
+        "rows": 3, "kept": 1, "dropped": 2,
+        "classes": {"Angry": 0, "Disgust": 0, "Fear": 0, "Happy": 1, "Sad": 0, "Surprise": 0, "Neutral": 0},
+    }  # fmt: skip
+
+
+def test_misaligned_usage_names_both_files_and_lines(tmp_path, csv_with_votes):
+    csv_path, _ = csv_with_votes
+    shifted = write_ferplus(tmp_path / "shifted.csv", [("Training", votes(NF=1))] * 3 + [("Training", votes(NF=1))] * 3)
+    with pytest.raises(FER2013FormatError) as caught:
+        read_fer2013(csv_path, labels="ferplus", ferplus_path=shifted)
+    assert (caught.value.path, caught.value.line) == (str(shifted), 5)
+    assert f"Usage Training does not match PublicTest on {csv_path}:5" in str(caught.value)
+    assert str(caught.value).startswith(f"{shifted}:5: ")
+
+
+def test_vote_file_shorter_than_the_csv(tmp_path, csv_with_votes):
+    csv_path, _ = csv_with_votes
+    short = write_ferplus(tmp_path / "short.csv", [("Training", votes(anger=1))] * 3)
+    with pytest.raises(FER2013FormatError) as caught:
+        fer2013_dataset(csv_path, labels="ferplus", ferplus_path=short)
+    assert (caught.value.path, caught.value.line) == (str(short), 5)
+    assert f"ends after 3 rows, but {csv_path}:5 is a data row" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "lines, line, problem",
+    [
+        ([], 1, "empty file"),
+        (["Usage,Image name,neutral"], 1, "not a FERPlus header"),
+        ([",".join(FERPLUS_COLUMNS), "Training,a.png,1,2,3"], 2, "expected 12 fields, found 5"),
+        ([",".join(FERPLUS_COLUMNS), "Training,a.png," + ",".join(["1"] * 10), "Train,b.png," + ",".join(["1"] * 10)], 3, "unknown Usage 'Train'"),
+        ([",".join(FERPLUS_COLUMNS), "Training,a.png,1,2,x,0,0,0,0,0,0,0"], 2, "vote count surprise='x' is not a non-negative integer"),
+    ],
+)
+def test_bad_vote_file_names_file_line_and_problem(tmp_path, csv_with_votes, lines, line, problem):
+    csv_path, _ = csv_with_votes
+    bad = write_csv(tmp_path / "bad.csv", lines)
+    with pytest.raises(FER2013FormatError) as caught:
+        read_fer2013(csv_path, labels="ferplus", ferplus_path=bad)
+    assert (caught.value.path, caught.value.line) == (str(bad), line)
+    assert problem in caught.value.what
+
+
+@pytest.mark.parametrize("labels", ["ferplus", "ferplus8"])
+def test_real_ferplus_counts_match_a_plain_python_vote(real_csv, real_ferplus, real_training_and_public, labels):
+    num_csv_rows = len(real_training_and_public[1])
+    with open(real_ferplus, newline="") as f:
+        vote_rows = list(csv.DictReader(f))[:num_csv_rows]
+    expected = Counter()
+    for row in vote_rows:
+        counts = {name: int(row[name]) for name in VOTE_NAMES}
+        winners = [name for name, count in counts.items() if count == max(counts.values())]
+        name = FER2013_NAME_OF_VOTE.get(winners[0]) if len(winners) == 1 else None
+        if name is not None and (name != "Contempt" or labels == "ferplus8"):
+            expected[row["Usage"], name] += 1
+
+    report = count_fer2013(real_csv, real_ferplus, labels=labels)
+    found = Counter({(usage, name): n for usage, split in report["splits"].items() for name, n in split["classes"].items() if n})
+    assert found == expected
+    for usage, split in report["splits"].items():
+        assert split["kept"] + split["dropped"] == split["rows"]
+        assert split["kept"] == sum(n for (u, _), n in expected.items() if u == usage)
