@@ -353,3 +353,35 @@ class FaceAugmentation(layers.Layer):
             }
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ResizeImages(layers.Layer):
+    """Bilinear resize to a square `size` x `size`.
+
+    Used instead of `keras.layers.Resizing`, whose `training=True` call default leaks into
+    the call context: in `model(x)` every BatchNormalization after it then ran in training
+    mode (Keras 3.15).
+
+    Shapes: (batch, H, W, C) -> (batch, size, size, C).
+
+    Args:
+        size: int, output height and width.
+    """
+
+    def __init__(self, size, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"`size` must be a positive integer. Received: size={size!r}")
+        self.size = size
+
+    def call(self, inputs):
+        return ops.image.resize(inputs, (self.size, self.size), interpolation="bilinear")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.size, self.size, input_shape[-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"size": self.size})
+        return config

@@ -18,6 +18,7 @@ from keras_fer.layers import (
     ECAUNetMask,
     FaceAugmentation,
     GrayscaleToRGB,
+    ResizeImages,
 )
 
 # ResNet34: basic blocks per stage; channels are width * 2**stage_index.
@@ -130,7 +131,7 @@ def build_model(
         if augmentation:
             x = FaceAugmentation(**augmentation, name="augment")(x)
         if image_shape[:2] != (input_size, input_size):
-            x = layers.Resizing(input_size, input_size, name="resize")(x)
+            x = ResizeImages(input_size, name="resize")(x)
         if image_shape[-1] == 1:
             x = GrayscaleToRGB(name="gray_to_rgb")(x)
     else:

@@ -1,0 +1,110 @@
+import numpy as np
+import pytest
+import keras
+
+from keras_fer.layers import ECA, BasicBlock, ECAUNetMask, FaceAugmentation, ResizeImages, eca_kernel_size
+
+
+@pytest.mark.parametrize(
+    "channels, kernel", [(64, 3), (128, 5), (256, 5), (512, 5), (1024, 5), (2048, 7)]
+)
+def test_eca_kernel_size_matches_the_spec(channels, kernel):
+    assert eca_kernel_size(channels) == kernel
+    layer = ECA()
+    layer.build((None, 4, 4, channels))
+    assert layer.kernel_size == kernel
+
+
+def test_eca_kernel_size_follows_gamma_and_b():
+    # t = int(|(log2(64) + 3) / 3|) = 3, odd; and with gamma 1: int(6 + 1) = 7.
+    assert eca_kernel_size(64, gamma=3, b=3) == 3
+    assert eca_kernel_size(64, gamma=1, b=1) == 7
+
+
+def test_eca_computes_channel_attention_from_pooled_channels():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 5, 6, 16)).astype("float32")
+    layer = ECA()
+    out = keras.ops.convert_to_numpy(layer(x))
+    kernel = keras.ops.convert_to_numpy(layer.channel_conv.kernel)[:, 0, 0]  # (k,)
+    k = layer.kernel_size
+    pooled = np.pad(x.mean(axis=(1, 2)), ((0, 0), (k // 2, k // 2)))
+    conv = np.stack([pooled[:, c : c + k] @ kernel for c in range(16)], axis=1)
+    expected = x / (1.0 + np.exp(-conv))[:, None, None, :]
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_basic_block_projects_only_when_the_shape_changes():
+    identity = BasicBlock(8)
+    identity.build((None, 8, 8, 8))
+    projected = BasicBlock(16, stride=2)
+    projected.build((None, 8, 8, 8))
+    # 3x3 convs have no bias; each BatchNormalization holds 4 * C values (2 trained, 2 statistics).
+    assert identity.count_params() == 9 * 8 * 8 * 2 + 4 * 8 * 2
+    assert projected.count_params() == 9 * 8 * 16 + 9 * 16 * 16 + 4 * 16 * 2 + 8 * 16 + 4 * 16
+    assert tuple(projected.compute_output_shape((None, 8, 8, 8))) == (None, 4, 4, 16)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4, 5])
+def test_mask_keeps_the_input_shape_and_sums_to_one_over_channels(depth):
+    x = np.random.default_rng(depth).normal(size=(2, 16, 16, 4)).astype("float32")
+    mask = ECAUNetMask(depth)
+    out = keras.ops.convert_to_numpy(mask(x))
+    assert out.shape == x.shape
+    np.testing.assert_allclose(out.sum(axis=-1), 1.0, rtol=1e-5)
+    assert len(mask.encoder_blocks) == depth and len(mask.decoder_blocks) == depth - 1
+    # Encoder block i ends at C * 2**i channels; ECA after each one.
+    assert [block.filters for block in mask.encoder_blocks] == [4 * 2**i for i in range(1, depth + 1)]
+    assert len(mask.encoder_ecas) == depth
+
+
+def test_mask_sigmoid_activation_gives_independent_gates():
+    x = np.random.default_rng(1).normal(size=(1, 8, 8, 4)).astype("float32")
+    out = keras.ops.convert_to_numpy(ECAUNetMask(2, activation="sigmoid")(x))
+    assert ((out > 0) & (out < 1)).all()
+    assert not np.allclose(out.sum(axis=-1), 1.0)
+
+
+def test_mask_without_eca_drops_exactly_the_eca_kernels():
+    with_eca = ECAUNetMask(3)
+    with_eca.build((None, 8, 8, 16))
+    without = ECAUNetMask(3, use_eca=False)
+    without.build((None, 8, 8, 16))
+    eca_weights = sum(eca_kernel_size(16 * 2**i) for i in range(1, 4))
+    assert with_eca.count_params() - without.count_params() == eca_weights
+    assert without.encoder_ecas == []
+
+
+@pytest.mark.parametrize("depth, size", [(4, 20), (3, 14), (2, 7)])
+def test_mask_rejects_sizes_the_depth_cannot_pool(depth, size):
+    mask = ECAUNetMask(depth, name="stage_mask")
+    with pytest.raises(ValueError, match=rf"depth {depth}.*{size}x{size}"):
+        mask.build((None, size, size, 8))
+
+
+def test_mask_rejects_bad_arguments_quoting_them():
+    with pytest.raises(ValueError, match="depth=0"):
+        ECAUNetMask(0)
+    with pytest.raises(ValueError, match="activation='relu'"):
+        ECAUNetMask(2, activation="relu")
+
+
+def test_face_augmentation_is_random_in_training_only():
+    x = np.random.default_rng(2).uniform(size=(4, 16, 16, 1)).astype("float32")
+    layer = FaceAugmentation(seed=3)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x)), x)
+    first = keras.ops.convert_to_numpy(layer(x, training=True))
+    second = keras.ops.convert_to_numpy(layer(x, training=True))
+    assert not np.allclose(first, x) and not np.allclose(first, second)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [ECA(gamma=3, b=2), BasicBlock(8, stride=2), ECAUNetMask(2, use_eca=False, activation="sigmoid"),
+     FaceAugmentation(flip=False, shift=0.05, rotation_degrees=5.0, zoom=0.0, seed=1), ResizeImages(32)],
+    ids=lambda layer: type(layer).__name__,
+)
+def test_layers_serialize_by_registration(layer):
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(restored) is type(layer)
+    assert restored.get_config() == layer.get_config()
