@@ -10,7 +10,7 @@ A FER2013 file is Kaggle's ``fer2013.csv``, plain or gzip-compressed::
   single spaces.
 * ``Usage``: one of :data:`USAGES`.
 
-The columns may come in any order; the header names them. LF and CRLF line
+The header names the three columns, which may come in any order. LF and CRLF line
 endings are both valid, and so is a newline after the last row. Everything else
 is an error (:class:`FER2013FormatError`) that names the file, the 1-based line
 and the problem. Both readers (NumPy and ``tf.data``) and the TFDS builder go
@@ -126,6 +126,10 @@ def parse_header(path: str | os.PathLike, line: bytes) -> Columns:
         raise FER2013FormatError(
             path, 1, f"header lacks column(s) {', '.join(map(repr, missing))}: expected '{expected}', found {line[:80]!r}"
         )
+    if len(names) != len(COLUMNS):
+        # Unvalidated extra fields could hold quotes that the in-graph CSV decoder rejects mid-training.
+        extra = [name for name in names if name not in COLUMNS]
+        raise FER2013FormatError(path, 1, f"unexpected column(s) {', '.join(map(repr, extra))}: expected '{expected}'")
     return Columns(*(names.index(name) for name in COLUMNS), count=len(names))
 
 

@@ -3,19 +3,16 @@
 The quick start and the tests use this instead of the real data set (no
 download). Each face is drawn in its own coordinates (x right, y down, the
 face ellipse spans x in [-1, 1]) and then placed with a random pose. The seven
-expressions differ in three features, each with per-face jitter:
+expressions differ in three features, each with per-face jitter::
 
-=========  ======================  ====================  ==============
-class      brows                   eyes                  mouth
-=========  ======================  ====================  ==============
-Angry      lowered, inner ends down  narrow              short flat, tight
-Disgust    lowered, slightly slanted narrow              tilted sneer
-Fear       raised, inner ends up     wide                wide open grimace
-Happy      level                     normal              smile
-Sad        inner ends up             normal              frown
-Surprise   raised high               wide                open O
-Neutral    level                     normal              flat line
-=========  ======================  ====================  ==============
+    class     brows                      eyes    mouth
+    Angry     lowered, inner ends down   narrow  short, turned down
+    Disgust   lowered, slightly slanted  narrow  tilted sneer
+    Fear      raised, inner ends up      wide    wide open grimace
+    Happy     level                      normal  smile
+    Sad       inner ends up              normal  frown
+    Surprise  raised high                wide    open O
+    Neutral   level                      normal  flat line
 
 Nuisances: face position, size, aspect and rotation, skin and background
 gray levels, feature contrast, a linear lighting gradient, and Gaussian
@@ -40,10 +37,10 @@ from keras_fer.data.csv_format import CLASS_NAMES, COLUMNS, IMAGE_SIZE, USAGES
 # lifts the corners (smile), "open" > 0 draws a filled opening of that height.
 _BROW_LIFT = np.array([-0.10, -0.08, 0.12, 0.0, 0.02, 0.20, 0.0])
 _BROW_SLANT = np.array([-0.65, -0.25, 0.45, 0.0, 0.60, 0.0, 0.0])
-_EYE_OPENING = np.array([0.30, 0.32, 1.00, 0.60, 0.60, 1.00, 0.62])
+_EYE_OPENING = np.array([0.28, 0.30, 1.00, 0.60, 0.60, 1.00, 0.60])
 _MOUTH_WIDTH = np.array([0.24, 0.34, 0.46, 0.44, 0.36, 0.15, 0.36])
-_MOUTH_CURVE = np.array([-0.03, 0.0, 0.0, 0.17, -0.14, 0.0, 0.0])
-_MOUTH_TILT = np.array([0.0, 0.30, 0.0, 0.0, 0.0, 0.0, 0.0])
+_MOUTH_CURVE = np.array([-0.08, 0.0, 0.0, 0.20, -0.16, 0.0, 0.0])
+_MOUTH_TILT = np.array([0.0, 0.40, 0.0, 0.0, 0.0, 0.0, 0.0])
 _MOUTH_OPEN = np.array([0.0, 0.0, 0.09, 0.0, 0.0, 0.20, 0.0])
 
 # Faces are drawn this many at a time to bound the float temporaries.
@@ -52,7 +49,7 @@ _CHUNK = 256
 DEFAULT_NUM_PER_CLASS = {"Training": 300, "PublicTest": 60, "PrivateTest": 60}
 
 
-def synthetic_faces(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_faces(n: int, seed: int | np.random.SeedSequence = 0) -> tuple[np.ndarray, np.ndarray]:
     """Draws ``n`` faces, classes balanced (counts differ by at most one), order shuffled.
 
     Returns:
@@ -129,9 +126,9 @@ def _draw(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
     # Pose: pixel grid -> face coordinates (inverse of scale, rotation, shift).
     pixel_y, pixel_x = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE].astype(np.float64)
-    half_width = uniform(13.0, 19.0)
+    half_width = uniform(15.0, 20.0)
     aspect = uniform(1.15, 1.4)
-    angle = uniform(-0.3, 0.3)
+    angle = uniform(-0.25, 0.25)
     dx = pixel_x - (IMAGE_SIZE - 1) / 2 - uniform(-3.5, 3.5)
     dy = pixel_y - (IMAGE_SIZE - 1) / 2 - uniform(-3.0, 4.0)
     x = (np.cos(angle) * dx + np.sin(angle) * dy) / half_width
@@ -146,7 +143,7 @@ def _draw(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     ink = np.zeros_like(x)  # how dark each pixel of the features is, 0..1
 
     # Eyes: ellipses at (+-0.38, -0.12) with a darker pupil.
-    eye_rx = uniform(0.13, 0.18)
+    eye_rx = uniform(0.15, 0.19)
     eye_ry = eye_rx * np.clip(jitter(_EYE_OPENING, 0.06), 0.15, 1.2)
     eye_x = np.abs(x) - 0.38
     eye_y = y + 0.12
@@ -178,11 +175,11 @@ def _draw(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     # Shading: skin and background levels, feature contrast, lighting, noise.
     skin = uniform(120.0, 210.0)
     background = uniform(20.0, 235.0)
-    contrast = uniform(0.45, 0.85)
+    contrast = uniform(0.55, 0.9)
     nose = inside(np.abs(x) - 0.04) * inside(np.abs(y - 0.22) - 0.12)
     shaded = skin * (1.0 - contrast * ink) - 15.0 * nose
     image = face * shaded + (1.0 - face) * background
     light_angle = uniform(0.0, 2 * np.pi)
-    image += uniform(0.0, 45.0) * (np.cos(light_angle) * (pixel_x - 23.5) + np.sin(light_angle) * (pixel_y - 23.5)) / 24.0
-    image += rng.normal(0.0, 1.0, image.shape) * uniform(4.0, 16.0)
+    image += uniform(0.0, 35.0) * (np.cos(light_angle) * (pixel_x - 23.5) + np.sin(light_angle) * (pixel_y - 23.5)) / 24.0
+    image += rng.normal(0.0, 1.0, image.shape) * uniform(3.0, 12.0)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
