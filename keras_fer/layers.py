@@ -280,23 +280,65 @@ class GrayscaleToRGB(layers.Layer):
         return tuple(input_shape[:-1]) + (3,)
 
 
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class FaceAugmentation(layers.Layer):
-    """Random flip, rotation, zoom and shift of faces, in training only.
+def mirror_into_range(coordinate, size):
+    """Folds coordinates into [0, size - 1] by mirroring about the edge pixels."""
+    period = 2.0 * (size - 1)
+    folded = ops.mod(ops.abs(coordinate), period)
+    return ops.where(folded > size - 1, period - folded, folded)
 
-    Keras' random image layers augment whenever `training` is not given (their default is
-    True), so a plain `model(x)` would be random. This layer augments only when called with
-    `training=True` (as `model.fit` does) and is the identity otherwise, which keeps
-    `model(x)`, `predict`, SavedModel and TFLite deterministic.
 
-    Shapes: (batch, H, W, C) -> (batch, H, W, C), values in [0, 1].
+def bilinear_sample(images, rows, cols):
+    """Samples `images` at fractional positions with bilinear interpolation.
+
+    A gather on the flattened images, so it compiles under XLA and needs no static batch size
+    (`keras.ops.image.map_coordinates` needs one on TensorFlow).
 
     Args:
-        flip: bool, random horizontal flip.
-        shift: float, largest translation as a fraction of height and width.
-        rotation_degrees: float, largest rotation either way, in degrees.
-        zoom: float, largest zoom in or out as a fraction of the size.
-        seed: int or None, seed of the random layers.
+        images: (batch, H, W, C) float.
+        rows, cols: (batch, H, W, 1) source positions in pixels; out-of-range positions are
+            mirrored back into the image.
+    Returns:
+        (batch, H, W, C).
+    """
+    height, width, channels = images.shape[1:]
+    rows = mirror_into_range(rows, height)
+    cols = mirror_into_range(cols, width)
+    top, left = ops.floor(rows), ops.floor(cols)
+    row_weight, col_weight = rows - top, cols - left
+    top, left = ops.cast(top, "int32"), ops.cast(left, "int32")
+    bottom, right = ops.minimum(top + 1, height - 1), ops.minimum(left + 1, width - 1)
+    flat = ops.reshape(images, (-1, height * width * channels))
+    channel = ops.reshape(ops.arange(channels, dtype="int32"), (1, 1, 1, channels))
+
+    def pixels(r, c):
+        index = ops.reshape((r * width + c) * channels + channel, (-1, height * width * channels))
+        return ops.reshape(ops.take_along_axis(flat, index, axis=1), (-1, height, width, channels))
+
+    upper = pixels(top, left) * (1.0 - col_weight) + pixels(top, right) * col_weight
+    lower = pixels(bottom, left) * (1.0 - col_weight) + pixels(bottom, right) * col_weight
+    return upper * (1.0 - row_weight) + lower * row_weight
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class FaceAugmentation(layers.Layer):
+    """Random horizontal flip, rotation, zoom and shift of faces, in training only.
+
+    One random affine map per image, sampled with bilinear interpolation and mirrored
+    borders. Written with `keras.ops` (a gather, no image-transform kernel) rather than
+    Keras' random image layers, for two reasons: those layers mark themselves as not
+    XLA-compilable, which turns `jit_compile` off for the whole model (on JAX that means
+    eager, op-by-op training), and their `training=True` default makes a plain `model(x)`
+    random. This layer is the identity unless called with `training=True` (as `model.fit`
+    does), which keeps `model(x)`, `predict`, SavedModel and TFLite deterministic.
+
+    Shapes: (batch, H, W, C) -> (batch, H, W, C).
+
+    Args:
+        flip: bool, flip half of the images left to right.
+        shift: float in [0, 1), largest translation as a fraction of height and width.
+        rotation_degrees: float in [0, 180], largest rotation either way, in degrees.
+        zoom: float in [0, 1), largest zoom in or out as a fraction of the size.
+        seed: int or None, seed of the random draws.
     """
 
     def __init__(self, flip=True, shift=0.1, rotation_degrees=10.0, zoom=0.1, seed=None, **kwargs):
@@ -305,38 +347,41 @@ class FaceAugmentation(layers.Layer):
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"`{key}` must be in [0, 1). Received: {key}={value!r}")
         if not 0.0 <= rotation_degrees <= 180.0:
-            raise ValueError(f"`rotation_degrees` must be in [0, 180]. Received: rotation_degrees={rotation_degrees!r}")
+            raise ValueError(
+                f"`rotation_degrees` must be in [0, 180]. Received: rotation_degrees={rotation_degrees!r}"
+            )
         self.flip = flip
         self.shift = shift
         self.rotation_degrees = rotation_degrees
         self.zoom = zoom
         self.seed = seed
-        random_layers = []
-        if flip:
-            random_layers.append(layers.RandomFlip("horizontal", seed=seed, name="flip"))
-        if rotation_degrees:
-            random_layers.append(
-                layers.RandomRotation(rotation_degrees / 360.0, fill_mode="reflect", seed=seed, name="rotation")
-            )
-        if zoom:
-            random_layers.append(layers.RandomZoom(zoom, fill_mode="reflect", seed=seed, name="zoom"))
-        if shift:
-            random_layers.append(
-                layers.RandomTranslation(shift, shift, fill_mode="reflect", seed=seed, name="shift")
-            )
-        self.random_layers = random_layers
-
-    def build(self, input_shape):
-        for layer in self.random_layers:
-            layer.build(input_shape)
+        self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, inputs, training=None):
-        if not training:
+        if not training or not (self.flip or self.shift or self.rotation_degrees or self.zoom):
             return inputs
-        x = inputs
-        for layer in self.random_layers:
-            x = layer(x, training=True)
-        return x
+        batch = ops.shape(inputs)[0]
+        height, width, channels = inputs.shape[1:]
+
+        def uniform(low, high):
+            return keras.random.uniform((batch, 1, 1, 1), low, high, seed=self.seed_generator)
+
+        angle = uniform(-1.0, 1.0) * (self.rotation_degrees * math.pi / 180.0)
+        scale = uniform(1.0 - self.zoom, 1.0 + self.zoom)
+        shift_rows = uniform(-self.shift, self.shift) * height
+        shift_cols = uniform(-self.shift, self.shift) * width
+        mirror = ops.where(uniform(0.0, 1.0) < 0.5, -1.0, 1.0) if self.flip else 1.0
+
+        # Output pixel (i, j) reads the input at the rotated, scaled, shifted and mirrored
+        # position around the image centre.
+        rows = ops.reshape(ops.arange(height, dtype="float32") - (height - 1) / 2.0, (1, height, 1, 1))
+        cols = ops.reshape(ops.arange(width, dtype="float32") - (width - 1) / 2.0, (1, 1, width, 1))
+        cols = cols * mirror
+        cos, sin = ops.cos(angle) / scale, ops.sin(angle) / scale
+        source_rows = cos * rows - sin * cols + (height - 1) / 2.0 + shift_rows
+        source_cols = sin * rows + cos * cols + (width - 1) / 2.0 + shift_cols
+        warped = bilinear_sample(ops.cast(inputs, "float32"), source_rows, source_cols)
+        return ops.cast(warped, inputs.dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 import keras
 
-from keras_fer.layers import ECA, BasicBlock, ECAUNetMask, FaceAugmentation, ResizeImages, eca_kernel_size
+from keras_fer.layers import (
+    ECA,
+    BasicBlock,
+    ECAUNetMask,
+    FaceAugmentation,
+    ResizeImages,
+    bilinear_sample,
+    eca_kernel_size,
+)
 
 
 @pytest.mark.parametrize(
@@ -87,6 +95,29 @@ def test_mask_rejects_bad_arguments_quoting_them():
         ECAUNetMask(0)
     with pytest.raises(ValueError, match="activation='relu'"):
         ECAUNetMask(2, activation="relu")
+
+
+def test_bilinear_sample_interpolates_and_mirrors_at_the_border():
+    images = np.random.default_rng(6).uniform(size=(2, 5, 4, 3)).astype("float32")
+    rows = np.broadcast_to(np.arange(5, dtype="float32")[None, :, None, None], (2, 5, 4, 1))
+    cols = np.broadcast_to(np.arange(4, dtype="float32")[None, None, :, None], (2, 5, 4, 1))
+    sample = lambda r, c: keras.ops.convert_to_numpy(bilinear_sample(images, r, c))
+    np.testing.assert_allclose(sample(rows, cols), images, atol=1e-6)
+    halfway = (images[:, :, :-1] + images[:, :, 1:]) / 2
+    np.testing.assert_allclose(sample(rows, cols + 0.5)[:, :, :-1], halfway, atol=1e-6)
+    # Column -1 mirrors to column 1, and column 4 (one past the end) to column 2.
+    np.testing.assert_allclose(sample(rows, cols - 1.0)[:, :, 0], images[:, :, 1], atol=1e-6)
+    np.testing.assert_allclose(sample(rows, cols + 1.0)[:, :, 3], images[:, :, 2], atol=1e-6)
+
+
+def test_face_augmentation_flip_mirrors_about_half_the_images():
+    x = np.random.default_rng(5).uniform(size=(64, 12, 12, 2)).astype("float32")
+    layer = FaceAugmentation(flip=True, shift=0.0, rotation_degrees=0.0, zoom=0.0, seed=4)
+    out = keras.ops.convert_to_numpy(layer(x, training=True))
+    mirrored = [np.allclose(o, i[:, ::-1], atol=1e-5) for o, i in zip(out, x)]
+    unchanged = [np.allclose(o, i, atol=1e-5) for o, i in zip(out, x)]
+    assert all(m != u for m, u in zip(mirrored, unchanged))
+    assert 16 <= sum(mirrored) <= 48
 
 
 def test_face_augmentation_is_random_in_training_only():

@@ -128,6 +128,12 @@ def test_augmentation_changes_training_output_only():
     assert np.abs(augmented - plain_training).max() > 1e-4
 
 
+def test_every_layer_allows_xla_compilation():
+    # One layer with supports_jit=False silently turns jit_compile off for the whole model.
+    model = small_model()
+    assert [layer.name for layer in model._flatten_layers() if not layer.supports_jit] == []
+
+
 def test_saved_model_file_loads_back_with_the_same_outputs(tmp_path):
     model = small_model(mask_activation="sigmoid", dropout=0.2)
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
