@@ -12,8 +12,10 @@ How it works:
 2. ``TextLineDataset`` streams the lines (plain or gzip), zipped with a
    per-line keep flag and label; the lines of other splits and rows that the
    label mode drops are filtered out.
-3. The pixel strings are parsed inside the graph (``tf.io.decode_csv``), a
-   chunk of rows per parallel map call, then prefetched.
+3. The pixel strings are parsed inside the graph (``tf.strings.split`` +
+   ``tf.strings.to_number``), a chunk of rows per parallel map call, then
+   prefetched. (A second ``tf.io.decode_csv`` with space as the delimiter, or
+   byte arithmetic on ``tf.io.decode_raw``, measured no faster in the pipeline.)
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from keras_fer.data.csv_format import IMAGE_SHAPE, NUM_PIXELS, is_gzip, read_header
+from keras_fer.data.csv_format import IMAGE_SHAPE, is_gzip, read_header
 from keras_fer.data.row_index import index_fer2013
 from keras_fer.data.selection import select_rows
 
@@ -98,11 +100,8 @@ def fer2013_dataset(
     def decode(lines: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """(n,) CSV lines -> uint8 (n, 48, 48, 1) images."""
         pixel_fields = tf.io.decode_csv(lines, record_defaults=[""], select_cols=[pixels_column])[0]
-        # A CSV parse with space as the delimiter converts the 2304 numbers ~2x
-        # faster than tf.strings.split + tf.strings.to_number (no string tokens).
-        pixel_columns = tf.io.decode_csv(pixel_fields, record_defaults=[[0]] * NUM_PIXELS, field_delim=" ")
-        images = tf.reshape(tf.stack(pixel_columns, axis=1), (-1, *IMAGE_SHAPE))
-        return tf.cast(images, tf.uint8), labels
+        values = tf.strings.to_number(tf.strings.split(pixel_fields, " ").flat_values, tf.int32)
+        return tf.cast(tf.reshape(values, (-1, *IMAGE_SHAPE)), tf.uint8), labels
 
     faces = rows.batch(_DECODE_CHUNK).map(decode, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
     faces = faces.apply(tf.data.experimental.assert_cardinality(len(positions)))
