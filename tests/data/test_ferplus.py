@@ -152,3 +152,13 @@ def test_real_ferplus_counts_match_a_plain_python_vote(real_csv, real_ferplus, r
     for usage, split in report["splits"].items():
         assert split["kept"] + split["dropped"] == split["rows"]
         assert split["kept"] == sum(n for (u, _), n in expected.items() if u == usage)
+
+
+def test_class_names_per_label_mode():
+    from keras_fer.data import CLASS_NAMES, FERPLUS8_CLASS_NAMES, class_names
+
+    assert CLASS_NAMES == ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
+    assert class_names() == class_names("ferplus") == CLASS_NAMES
+    assert class_names("ferplus8") == FERPLUS8_CLASS_NAMES == (*CLASS_NAMES, "Contempt")
+    with pytest.raises(ValueError, match="labels must be one of"):
+        class_names("affectnet")
