@@ -1,0 +1,397 @@
+"""Exports a trained `.keras` model for deployment, and checks each export against it.
+
+* SavedModel in TF Serving's layout, `DIR/<model name>/<version>/`, with the preprocessing
+  and the class names inside the graph and two signatures (see `keras_fer.serving`):
+  `serving_default` (uint8 faces) and `serving_image_bytes` (encoded images).
+* TFLite variants converted from that SavedModel's `serving_default` signature with
+  `tf.lite.TFLiteConverter.from_saved_model` (the converter TensorFlow recommends), written
+  to `DIR/tflite/<model name>_<variant>.tflite`: float32, float16 (float16 weights),
+  dynamic (int8 weights, float activations) and int8 (full integer, calibrated on faces
+  read through the data pipeline; uint8 pixels in, uint8 probabilities out). Every variant
+  takes uint8 pixels and returns probabilities, class index and class name; the class
+  names are also stored in the file's metadata.
+* After every export, a parity check on faces the model did not train on: top-1 agreement
+  with the Keras model and the largest probability difference, printed and written to
+  `DIR/export_parity.json`. The export fails (`ParityError`, exit status 1) when an
+  agreement is below `MIN_TOP1_AGREEMENT`.
+
+    python export.py --model runs/quickstart/best.keras --output-dir runs/quickstart/export \
+        --format all --quantize none float16 dynamic int8 --representative-data data/synthetic.csv
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+import cv2
+import numpy as np
+
+from keras_fer.predict import (
+    CLASS_NAMES_METADATA,
+    KerasClassifier,
+    ModelError,
+    SavedModelClassifier,
+    TFLiteClassifier,
+)
+from keras_fer.serving import (
+    DEFAULT_MODEL_NAME,
+    ENCODED_INPUT,
+    ENCODED_SIGNATURE,
+    PIXELS_INPUT,
+    PIXELS_SIGNATURE,
+)
+
+FORMATS = ("saved_model", "tflite", "all")
+# "none" is the float32 model; the names follow the TFLite documentation's optimizations.
+QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+VARIANT_NAMES = {"none": "float32", "float16": "float16", "dynamic": "dynamic", "int8": "int8"}
+# Lowest top-1 agreement with the Keras model that an export may have. The SavedModel and the
+# float TFLite models compute the same function up to float rounding; dynamic-range and int8
+# quantization change the arithmetic, so faces near a decision boundary may flip.
+MIN_TOP1_AGREEMENT = {
+    "saved_model": 0.995,
+    "none": 0.995,
+    "float16": 0.995,
+    "dynamic": 0.98,
+    "int8": 0.97,
+}
+PARITY_REPORT = "export_parity.json"
+CALIBRATION_SPLIT = "Training"
+PARITY_SPLIT = "PrivateTest"
+
+
+class ParityError(RuntimeError):
+    """An exported model agrees with the Keras model less often than its threshold."""
+
+
+# ---------------------------------------------------------------------------------------
+# SavedModel.
+
+
+def serving_archive(model, class_names):
+    """A `keras.export.ExportArchive` with the two serving signatures and the class names.
+
+    Both signatures run the Keras model in inference mode (augmentation off) and return
+    probabilities, the top class index and its name.
+    """
+    import keras
+    import tensorflow as tf
+
+    height, width, channels = model.input_shape[1:]
+    names = tf.Variable(list(class_names), trainable=False, name="class_names")
+
+    def classify_pixels(images):
+        probabilities = model(tf.cast(images, tf.float32), training=False)
+        class_index = tf.argmax(probabilities, axis=-1)
+        return {"probabilities": probabilities, "class_index": class_index, "class_name": tf.gather(names, class_index)}
+
+    def decode(image_bytes):
+        image = tf.io.decode_image(image_bytes, channels=channels, expand_animations=False)
+        # "area" averages the pixels a target pixel covers: the right filter for shrinking
+        # photos, and the identity for images that are already 48x48.
+        image = tf.image.resize(image, (height, width), method="area")
+        return tf.cast(tf.round(image), tf.uint8)
+
+    def classify_encoded(image_bytes):
+        images = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec((height, width, channels), tf.uint8))
+        return classify_pixels(images)
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.class_names = names
+    archive.add_endpoint(
+        PIXELS_SIGNATURE,
+        classify_pixels,
+        input_signature=[tf.TensorSpec((None, height, width, channels), tf.uint8, name=PIXELS_INPUT)],
+    )
+    archive.add_endpoint(
+        ENCODED_SIGNATURE,
+        classify_encoded,
+        input_signature=[tf.TensorSpec((None,), tf.string, name=ENCODED_INPUT)],
+    )
+    return archive
+
+
+def next_version(model_base_dir):
+    """1 + the highest numeric version directory in TF Serving's model base path (1 if none)."""
+    if not os.path.isdir(model_base_dir):
+        return 1
+    return 1 + max((int(name) for name in os.listdir(model_base_dir) if name.isdigit()), default=0)
+
+
+def export_saved_model(model, class_names, path):
+    """Writes the serving SavedModel to `path` (a version directory); returns `path`."""
+    serving_archive(model, class_names).write_out(path, verbose=False)
+    return path
+
+
+# ---------------------------------------------------------------------------------------
+# TFLite.
+
+
+def convert_tflite(saved_model_dir, quantization, class_names, calibration_faces=None):
+    """Converts the SavedModel's `serving_default` signature to a TFLite flat buffer.
+
+    Args:
+        saved_model_dir: a version directory written by `export_saved_model`.
+        quantization: one of QUANTIZATIONS.
+        class_names: stored in the model's metadata under CLASS_NAMES_METADATA.
+        calibration_faces: uint8 (N, 48, 48, C), needed for "int8".
+    Returns:
+        bytes.
+    """
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[PIXELS_SIGNATURE])
+    if quantization != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "int8":
+        if calibration_faces is None or not len(calibration_faces):
+            raise ValueError("int8 quantization needs calibration faces.")
+        converter.representative_dataset = lambda: ({PIXELS_INPUT: face[None]} for face in calibration_faces)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.uint8
+    return add_tflite_metadata(converter.convert(), CLASS_NAMES_METADATA, json.dumps(list(class_names)).encode())
+
+
+def add_tflite_metadata(flatbuffer, name, value):
+    """The TFLite model `flatbuffer` with a metadata entry `name` holding the bytes `value`."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(value, np.uint8)
+    model.buffers.append(buffer)
+    metadata = schema.MetadataT()
+    metadata.name = name
+    metadata.buffer = len(model.buffers) - 1
+    model.metadata = (model.metadata or []) + [metadata]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+# ---------------------------------------------------------------------------------------
+# Faces for calibration and parity.
+
+
+def read_faces(data_path, usage, limit, seed):
+    """Up to `limit` faces, uint8 (N, 48, 48, 1), of a FER2013 CSV split, shuffled with `seed`.
+
+    Without `data_path`, synthetic faces (`keras_fer.data.synthetic_faces`) drawn with a seed
+    per split, so calibration and parity faces differ.
+    """
+    if data_path is None:
+        from keras_fer.data import synthetic_faces
+
+        return synthetic_faces(limit, seed=seed + (1000 if usage == PARITY_SPLIT else 0))[0]
+    from keras_fer.data import fer2013_dataset
+
+    dataset = fer2013_dataset(data_path, usage=usage, batch_size=limit, shuffle=True, seed=seed)
+    images, _ = next(iter(dataset))
+    return images.numpy()
+
+
+def encode_png(faces):
+    """uint8 (N, H, W, C) -> list of N PNG files (bytes); PNG is lossless, so parity is exact."""
+    bgr = (face if face.shape[-1] == 1 else cv2.cvtColor(face, cv2.COLOR_RGB2BGR) for face in faces)
+    return [cv2.imencode(".png", face)[1].tobytes() for face in bgr]
+
+
+# ---------------------------------------------------------------------------------------
+# Parity.
+
+
+def parity(reference, candidate, min_top1_agreement):
+    """How closely `candidate` probabilities (N, K) follow `reference` (N, K).
+
+    Returns:
+        dict: images, top1_agreement (fraction of equal argmax), max_abs_prob_diff,
+        min_top1_agreement and passed.
+    """
+    agreement = float(np.mean(np.argmax(reference, -1) == np.argmax(candidate, -1)))
+    return {
+        "images": int(len(reference)),
+        "top1_agreement": round(agreement, 6),
+        "max_abs_prob_diff": float(np.max(np.abs(reference - candidate))),
+        "min_top1_agreement": min_top1_agreement,
+        "passed": agreement >= min_top1_agreement,
+    }
+
+
+def path_size(path):
+    """Bytes of a file, or of all files below a directory."""
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
+
+
+def check_artifact(name, path, probabilities, reference, min_top1_agreement):
+    """One report entry for an exported artifact; prints it."""
+    entry = {"artifact": name, "path": path, "size_bytes": path_size(path)}
+    entry.update(parity(reference, probabilities, min_top1_agreement))
+    print(
+        f"{name:36s} {entry['size_bytes'] / 2**20:8.2f} MiB  top-1 agreement {entry['top1_agreement']:.2%} "
+        f"(min {entry['min_top1_agreement']:.1%})  max |dp| {entry['max_abs_prob_diff']:.2e}  "
+        f"{'ok' if entry['passed'] else 'FAILED'}",
+        flush=True,
+    )
+    return entry
+
+
+# ---------------------------------------------------------------------------------------
+# The whole export.
+
+
+def export(
+    model_path,
+    output_dir,
+    export_format="all",
+    quantizations=("none",),
+    model_name=DEFAULT_MODEL_NAME,
+    version=None,
+    class_names=None,
+    representative_data=None,
+    parity_data=None,
+    calibration_samples=200,
+    parity_samples=500,
+    seed=0,
+    min_top1_agreement=None,
+):
+    """Exports `model_path` and checks every export; see the module docstring.
+
+    Args:
+        model_path: a `.keras` file.
+        output_dir: where the SavedModel base path, `tflite/` and the parity report go.
+        export_format: "saved_model", "tflite" or "all".
+        quantizations: TFLite variants, a sequence of QUANTIZATIONS.
+        model_name: TF Serving's model name: the SavedModel goes to `output_dir/model_name/version`.
+        version: int, or None for one more than the highest existing version.
+        class_names: overrides the names found beside the model (see `resolve_class_names`).
+        representative_data: FER2013 CSV whose Training split calibrates int8; None: synthetic faces.
+        parity_data: FER2013 CSV whose PrivateTest split checks parity; defaults to
+            `representative_data`, None: synthetic faces.
+        calibration_samples, parity_samples: how many faces each uses.
+        seed: shuffles the faces taken from the CSVs.
+        min_top1_agreement: dict overriding some of MIN_TOP1_AGREEMENT's thresholds.
+    Returns:
+        The report (dict), also written to `output_dir/export_parity.json`.
+    Raises:
+        ModelError: the model cannot be loaded or does not take raw faces.
+        ParityError: an export is below its agreement threshold (the report is written first).
+    """
+    if export_format not in FORMATS:
+        raise ValueError(f"`export_format` must be one of {FORMATS}. Received: {export_format!r}")
+    unknown = set(quantizations) - set(QUANTIZATIONS)
+    if unknown:
+        raise ValueError(f"Unknown quantizations {sorted(unknown)}; known: {QUANTIZATIONS}.")
+    thresholds = {**MIN_TOP1_AGREEMENT, **(min_top1_agreement or {})}
+    keras_model = KerasClassifier(model_path, class_names)
+    parity_faces = read_faces(parity_data or representative_data, PARITY_SPLIT, parity_samples, seed)
+    if keras_model.channels == 3:
+        parity_faces = np.repeat(parity_faces, 3, axis=-1)
+    reference = keras_model.classify(parity_faces)
+    os.makedirs(output_dir, exist_ok=True)
+    report = {
+        "model": model_path,
+        "class_names": list(keras_model.class_names),
+        "parity_data": {
+            "source": parity_data or representative_data or "synthetic_faces",
+            "split": PARITY_SPLIT,
+            "images": int(len(parity_faces)),
+        },
+        "artifacts": [],
+    }
+
+    with tempfile.TemporaryDirectory() as scratch:
+        if export_format in ("saved_model", "all"):
+            model_base_dir = os.path.join(output_dir, model_name)
+            saved_model_dir = os.path.join(model_base_dir, str(version or next_version(model_base_dir)))
+        else:  # TFLite only: the SavedModel is an intermediate step.
+            saved_model_dir = os.path.join(scratch, "saved_model")
+        export_saved_model(keras_model.model, keras_model.class_names, saved_model_dir)
+        if export_format in ("saved_model", "all"):
+            served = SavedModelClassifier(saved_model_dir)
+            report["artifacts"].append(check_artifact(
+                f"saved_model:{PIXELS_SIGNATURE}", saved_model_dir, served.classify(parity_faces), reference,
+                thresholds["saved_model"],
+            ))
+            report["artifacts"].append(check_artifact(
+                f"saved_model:{ENCODED_SIGNATURE} (PNG)", saved_model_dir,
+                served.classify_encoded(encode_png(parity_faces)), reference, thresholds["saved_model"],
+            ))
+        if export_format in ("tflite", "all"):
+            calibration_faces = None
+            if "int8" in quantizations:
+                calibration_faces = read_faces(representative_data, CALIBRATION_SPLIT, calibration_samples, seed)
+                if keras_model.channels == 3:
+                    calibration_faces = np.repeat(calibration_faces, 3, axis=-1)
+            tflite_dir = os.path.join(output_dir, "tflite")
+            os.makedirs(tflite_dir, exist_ok=True)
+            for quantization in quantizations:
+                variant = VARIANT_NAMES[quantization]
+                tflite_path = os.path.join(tflite_dir, f"{model_name}_{variant}.tflite")
+                with open(tflite_path, "wb") as file:
+                    file.write(convert_tflite(saved_model_dir, quantization, keras_model.class_names, calibration_faces))
+                report["artifacts"].append(check_artifact(
+                    f"tflite:{variant}", tflite_path, TFLiteClassifier(tflite_path).classify(parity_faces), reference,
+                    thresholds[quantization],
+                ))
+
+    report_path = os.path.join(output_dir, PARITY_REPORT)
+    with open(report_path, "w") as file:
+        json.dump(report, file, indent=2)
+    print(f"parity report: {report_path}")
+    failed = [entry["artifact"] for entry in report["artifacts"] if not entry["passed"]]
+    if failed:
+        raise ParityError(
+            f"{', '.join(failed)}: top-1 agreement with the Keras model below the threshold "
+            f"(see {report_path}); the export is not fit to deploy."
+        )
+    return report
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="export.py",
+        description="Export a trained .keras model as a TF Serving SavedModel and TFLite models, with parity checks.",
+    )
+    parser.add_argument("--model", required=True, help="the .keras file, e.g. runs/quickstart/best.keras")
+    parser.add_argument("--output-dir", required=True, help="where the exports and export_parity.json go")
+    parser.add_argument("--format", default="all", choices=FORMATS, dest="export_format")
+    parser.add_argument(
+        "--quantize", nargs="+", default=["none"], choices=QUANTIZATIONS, dest="quantizations",
+        help="TFLite variants: none (float32), float16, dynamic, int8; several may be given",
+    )
+    parser.add_argument(
+        "--representative-data", metavar="CSV",
+        help="FER2013 CSV: its Training split calibrates int8, its PrivateTest split checks parity "
+        "(default: synthetic faces)",
+    )
+    parser.add_argument("--parity-data", metavar="CSV", help="FER2013 CSV for the parity check, if not the above")
+    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="TF Serving model name")
+    parser.add_argument("--version", type=int, help="SavedModel version (default: the next free one)")
+    parser.add_argument("--class-names", help="comma-separated class names (default: the run's, or FER2013's)")
+    parser.add_argument("--calibration-samples", type=int, default=200)
+    parser.add_argument("--parity-samples", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    """Runs export.py; returns the exit status."""
+    args = parse_args(argv)
+    try:
+        export(
+            args.model, args.output_dir, args.export_format, args.quantizations, args.model_name, args.version,
+            args.class_names.split(",") if args.class_names else None, args.representative_data,
+            args.parity_data, args.calibration_samples, args.parity_samples, args.seed,
+        )
+    except (ModelError, ParityError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0

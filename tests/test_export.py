@@ -1,0 +1,212 @@
+"""Export: SavedModel signatures, TFLite variants and the parity report, on a tiny trained model.
+
+`tiny_export` trains a width-4 model for a few steps on synthetic faces and exports it in
+every format once per session; test_serving.py and test_predict.py reuse it.
+"""
+
+import base64
+import json
+import os
+
+import numpy as np
+import pytest
+
+from keras_fer import export as export_module
+from keras_fer.data import CLASS_NAMES, synthetic_faces, write_synthetic_fer2013
+from keras_fer.export import MIN_TOP1_AGREEMENT, PARITY_REPORT, QUANTIZATIONS, export, parity
+from keras_fer.predict import KerasClassifier, SavedModelClassifier, TFLiteClassifier
+from keras_fer.serving import ENCODED_SIGNATURE, PIXELS_SIGNATURE, rest_predict_body
+
+# The tiny model's head is fitted on random convolutional features: its probability margins
+# are far smaller than a trained model's, and int8 flips more of its decisions. The default
+# thresholds are for trained models (docs/deploy.md has the quick-start model's figures).
+TINY_MODEL_MIN_AGREEMENT = {"int8": 0.75}
+# Tolerated largest probability difference from the Keras model, per TFLite variant.
+PROBABILITY_TOLERANCE = {"float32": 1e-4, "float16": 2e-2, "dynamic": 0.1, "int8": 0.35}
+
+
+def train_tiny_model(path):
+    """A width-4, input-64 model whose softmax head is fitted to synthetic faces.
+
+    Backpropagating through the U-Nets takes minutes of graph tracing on a small CPU; fitting
+    only the head (softmax regression on the pooled features, in NumPy) takes seconds and gives
+    predictions that vary with the face, which is what the parity checks need.
+    """
+    import keras
+
+    from keras_fer.models import build_model
+
+    keras.utils.set_random_seed(0)
+    model = build_model(input_size=64, width=4, augmentation=None)
+    faces, labels = synthetic_faces(448, seed=1)
+    for start in range(0, 448, 32):  # forward passes in training mode set BatchNorm's statistics
+        model(faces[start : start + 32].astype("float32"), training=True)
+    features = keras.Model(model.input, model.get_layer("avg_pool").output).predict(faces, verbose=0)
+    mean, std = features.mean(0), features.std(0) + 1e-6
+    standardized = (features - mean) / std
+    targets = np.eye(len(CLASS_NAMES))[labels]
+    weights = np.zeros((features.shape[1], len(CLASS_NAMES)))
+    bias = np.zeros(len(CLASS_NAMES))
+    for _ in range(1000):
+        logits = standardized @ weights + bias
+        probabilities = np.exp(logits - logits.max(1, keepdims=True))
+        probabilities /= probabilities.sum(1, keepdims=True)
+        gradient = (probabilities - targets) / len(faces)
+        weights -= 0.5 * (standardized.T @ gradient + 0.05 * weights)  # ridge: small, robust weights
+        bias -= 0.5 * gradient.sum(0)
+    # Fold the standardization into the Dense layer.
+    model.get_layer("predictions").set_weights([weights / std[:, None], bias - (mean / std) @ weights])
+    model.save(path)
+    return path
+
+
+def tiny_export(tmp_path_factory):
+    """Paths of the tiny model, its synthetic data and its exports; built once per session.
+
+    Returns:
+        dict: keras, data, output_dir, saved_model (version directory), tflite (variant -> path)
+        and report (the parity report).
+    """
+    root = tmp_path_factory.getbasetemp() / "tiny_export"
+    report_path = root / "export" / PARITY_REPORT
+    if not report_path.exists():
+        root.mkdir(exist_ok=True)
+        data = write_synthetic_fer2013(root / "synthetic.csv", {"Training": 6, "PrivateTest": 12}, seed=3)
+        keras_path = train_tiny_model(str(root / "best.keras"))
+        export(
+            keras_path, str(root / "export"), "all", QUANTIZATIONS,
+            representative_data=data, calibration_samples=42, parity_samples=84,
+            min_top1_agreement=TINY_MODEL_MIN_AGREEMENT,
+        )
+    report = json.loads(report_path.read_text())
+    tflite = {entry["artifact"].split(":")[1]: entry["path"] for entry in report["artifacts"]
+              if entry["artifact"].startswith("tflite:")}
+    return {
+        "keras": str(root / "best.keras"),
+        "data": str(root / "synthetic.csv"),
+        "output_dir": str(root / "export"),
+        "saved_model": report["artifacts"][0]["path"],
+        "tflite": tflite,
+        "report": report,
+    }
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    return tiny_export(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def faces():
+    """Faces that neither training nor calibration saw (another seed)."""
+    return synthetic_faces(24, seed=99)[0]
+
+
+def test_layout_sizes_and_report(exported):
+    output_dir = exported["output_dir"]
+    # TF Serving's layout: base path / model name / numeric version / saved_model.pb.
+    assert exported["saved_model"] == os.path.join(output_dir, "keras_fer", "1")
+    assert os.path.isfile(os.path.join(exported["saved_model"], "saved_model.pb"))
+    report = exported["report"]
+    names = [entry["artifact"] for entry in report["artifacts"]]
+    assert names == [
+        f"saved_model:{PIXELS_SIGNATURE}", f"saved_model:{ENCODED_SIGNATURE} (PNG)",
+        "tflite:float32", "tflite:float16", "tflite:dynamic", "tflite:int8",
+    ]
+    assert report["class_names"] == list(CLASS_NAMES)
+    assert report["parity_data"] == {"source": exported["data"], "split": "PrivateTest", "images": 84}
+    for entry in report["artifacts"]:
+        assert entry["passed"] and entry["top1_agreement"] >= entry["min_top1_agreement"]
+        assert entry["size_bytes"] == export_module.path_size(entry["path"]) > 0
+    thresholds = [entry["min_top1_agreement"] for entry in report["artifacts"]]
+    defaults = MIN_TOP1_AGREEMENT
+    assert thresholds == [defaults["saved_model"]] * 2 + [defaults[q] for q in ("none", "float16", "dynamic")] + [
+        TINY_MODEL_MIN_AGREEMENT["int8"]
+    ]
+    # The SavedModel computes what Keras computes, and PNG is lossless.
+    assert report["artifacts"][0]["max_abs_prob_diff"] < 1e-5
+    assert report["artifacts"][1]["max_abs_prob_diff"] < 1e-5
+    sizes = {name: os.path.getsize(path) for name, path in exported["tflite"].items()}
+    # float16 halves the weights; dynamic and int8 store them in 8 bits.
+    assert sizes["int8"] < 0.6 * sizes["float16"] < 0.6 * sizes["float32"]
+    assert sizes["dynamic"] < 0.6 * sizes["float16"]
+
+
+def test_all_formats_give_the_keras_answers(exported, faces):
+    """The same faces through Keras, both SavedModel signatures and the four TFLite models."""
+    keras_model = KerasClassifier(exported["keras"])
+    reference = keras_model.classify(faces)
+    assert len(set(np.argmax(reference, -1))) >= 2, "the tiny model should not predict one class for all"
+
+    served = SavedModelClassifier(exported["saved_model"])
+    pixels = served.pixels(images=faces)
+    # The bytes a REST client sends: decode the {"b64": ...} values as TF Serving does.
+    body = rest_predict_body(encoded_images=export_module.encode_png(faces))
+    sent = [base64.b64decode(value["b64"]) for value in body["inputs"]["image_bytes"]]
+    encoded = served.loaded.signatures[ENCODED_SIGNATURE](image_bytes=sent)
+    for outputs in (pixels, encoded):
+        np.testing.assert_allclose(outputs["probabilities"].numpy(), reference, atol=1e-5)
+        np.testing.assert_array_equal(outputs["class_index"].numpy(), np.argmax(reference, -1))
+        names = [name.decode() for name in outputs["class_name"].numpy()]
+        assert names == [CLASS_NAMES[i] for i in np.argmax(reference, -1)]
+
+    for variant, path in exported["tflite"].items():
+        tflite = TFLiteClassifier(path)
+        assert tflite.class_names == CLASS_NAMES  # read from the file's metadata
+        probabilities = tflite.classify(faces)
+        assert np.max(np.abs(probabilities - reference)) < PROBABILITY_TOLERANCE[variant], variant
+        # Each variant takes raw uint8 pixels, as a phone camera gives them.
+        assert tflite.input_detail["dtype"] == np.uint8
+        outputs = tflite.runner(images=faces)
+        np.testing.assert_array_equal(outputs["class_index"], np.argmax(outputs["probabilities"], -1))
+
+
+def test_int8_model_is_integer_only(exported):
+    tflite = TFLiteClassifier(exported["tflite"]["int8"])
+    assert tflite.output_detail["dtype"] == np.uint8
+    scale, zero_point = tflite.output_detail["quantization"]
+    assert scale == pytest.approx(1 / 256) and zero_point == 0
+
+
+def test_parity_counts_agreement_and_largest_difference():
+    reference = np.array([[0.7, 0.3], [0.4, 0.6], [0.9, 0.1], [0.2, 0.8]])
+    candidate = np.array([[0.6, 0.4], [0.55, 0.45], [0.9, 0.1], [0.2, 0.8]])
+    result = parity(reference, candidate, 0.8)
+    assert result["top1_agreement"] == 0.75
+    assert result["max_abs_prob_diff"] == pytest.approx(0.15)
+    assert result["passed"] is False
+    assert parity(reference, candidate, 0.75)["passed"] is True
+
+
+def test_export_fails_loudly_below_the_threshold(exported, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(MIN_TOP1_AGREEMENT, "saved_model", 1.01)  # the SavedModel can at best tie with Keras
+    status = export_module.main([
+        "--model", exported["keras"], "--output-dir", str(tmp_path), "--format", "saved_model",
+        "--parity-samples", "14", "--model-name", "fer", "--version", "7",
+    ])
+    assert status == 1
+    assert f"saved_model:{PIXELS_SIGNATURE}" in capsys.readouterr().err
+    entries = json.loads((tmp_path / PARITY_REPORT).read_text())["artifacts"]
+    assert [(entry["passed"], entry["top1_agreement"]) for entry in entries] == [(False, 1.0)] * 2
+    # SavedModel only, under the given name and version: no TFLite directory.
+    assert sorted(os.listdir(tmp_path)) == [PARITY_REPORT, "fer"]
+    assert os.listdir(tmp_path / "fer") == ["7"]
+
+
+def test_model_that_does_not_take_raw_faces_is_refused(tmp_path, capsys):
+    from keras_fer.models import build_model
+
+    path = str(tmp_path / "no_preprocessing.keras")
+    build_model(input_size=64, width=4, include_preprocessing=False).save(path)
+    status = export_module.main(["--model", path, "--output-dir", str(tmp_path / "out")])
+    assert status == 1
+    assert "(None, 64, 64, 3)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_or_corrupt_model_is_reported(tmp_path, capsys):
+    corrupt = tmp_path / "corrupt.keras"
+    corrupt.write_bytes(b"not a zip file")
+    for path in (str(tmp_path / "missing.keras"), str(corrupt)):
+        assert export_module.main(["--model", path, "--output-dir", str(tmp_path / "out")]) == 1
+        assert path in capsys.readouterr().err
