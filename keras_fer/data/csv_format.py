@@ -73,12 +73,11 @@ class Row(NamedTuple):
 
 
 class Columns(NamedTuple):
-    """Where the header puts each column (0-based positions), and how many there are."""
+    """Where the header puts each column (0-based positions)."""
 
     emotion: int
     pixels: int
     usage: int
-    count: int
 
 
 def is_gzip(path: str | os.PathLike) -> bool:
@@ -117,27 +116,28 @@ def _strip_newline(raw: bytes) -> bytes:
 
 def parse_header(path: str | os.PathLike, line: bytes) -> Columns:
     """Finds the three columns in the header line (line 1)."""
-    names = line.removeprefix(_UTF8_BOM).decode("utf-8", "replace").split(",")
+    text = line.removeprefix(_UTF8_BOM).decode("utf-8", "replace")
+    names = text.split(",")
     expected = ",".join(COLUMNS)
-    if names and names[0].strip().isdigit():
+    if names[0].strip().isdigit():
         raise FER2013FormatError(path, 1, f"missing header: expected '{expected}', found a data row")
     missing = [name for name in COLUMNS if name not in names]
     if missing:
         raise FER2013FormatError(
-            path, 1, f"header lacks column(s) {', '.join(map(repr, missing))}: expected '{expected}', found {line[:80]!r}"
+            path, 1, f"header lacks column(s) {', '.join(map(repr, missing))}: expected '{expected}', found {_show(line)}"
         )
     if len(names) != len(COLUMNS):
-        # Unvalidated extra fields could hold quotes that the in-graph CSV decoder rejects mid-training.
-        extra = [name for name in names if name not in COLUMNS]
-        raise FER2013FormatError(path, 1, f"unexpected column(s) {', '.join(map(repr, extra))}: expected '{expected}'")
-    return Columns(*(names.index(name) for name in COLUMNS), count=len(names))
+        # Extra fields would go unvalidated, and could hold quotes that the
+        # in-graph CSV decoder rejects in the middle of training.
+        raise FER2013FormatError(path, 1, f"expected exactly the columns '{expected}' (in any order), found {_show(line)}")
+    return Columns(*(names.index(name) for name in COLUMNS))
 
 
 def parse_row(path: str | os.PathLike, line_no: int, line: bytes, columns: Columns) -> Row:
     """Validates one data line against the shared rules; raises :class:`FER2013FormatError`."""
     fields = line.split(b",")
-    if len(fields) != columns.count:
-        what = "empty line" if not line.strip() else f"expected {columns.count} comma-separated fields, found {len(fields)}"
+    if len(fields) != len(COLUMNS):
+        what = "empty line" if not line.strip() else f"expected {len(COLUMNS)} comma-separated fields, found {len(fields)}"
         raise FER2013FormatError(path, line_no, what)
     emotion = _EMOTION_CODES.get(fields[columns.emotion])
     if emotion is None:

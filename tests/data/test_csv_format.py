@@ -63,7 +63,7 @@ def test_bad_row_names_file_line_and_problem(read, case, tmp_path, valid_lines):
 BAD_FILES = {
     # name: (file content as lines, expected line, expected problem)
     "missing Usage column": (["emotion,pixels", f"0,{pixel_field(0)}"], 1, "header lacks column(s) 'Usage'"),
-    "extra column": (["emotion,pixels,Usage,source", f"0,{pixel_field(0)},Training,a"], 1, "unexpected column(s) 'source'"),
+    "extra column": (["emotion,pixels,Usage,source", f"0,{pixel_field(0)},Training,a"], 1, "expected exactly the columns 'emotion,pixels,Usage' (in any order), found 'emotion,pixels,Usage,source'"),
     "missing header": ([f"0,{pixel_field(0)},Training"], 1, "missing header: expected 'emotion,pixels,Usage'"),
     "empty file": ([], 1, "empty file"),
     "header only": ([HEADER], 2, "no valid data rows"),
