@@ -183,3 +183,4 @@ def _draw(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     image += uniform(0.0, 35.0) * (np.cos(light_angle) * (pixel_x - 23.5) + np.sin(light_angle) * (pixel_y - 23.5)) / 24.0
     image += rng.normal(0.0, 1.0, image.shape) * uniform(3.0, 12.0)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+

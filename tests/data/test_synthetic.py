@@ -69,3 +69,12 @@ def test_expression_is_not_solved_by_a_pixel_template():
     flat = lambda x: x.reshape(len(x), -1).astype(np.float32)  # noqa: E731
     accuracy = nearest_mean_accuracy(flat(train_images), flat(test_images))
     assert accuracy < 0.4
+
+
+def test_command_line_writes_the_same_file_as_the_function(tmp_path, capsys):
+    from keras_fer.data.make_synthetic import main
+
+    main([str(tmp_path / "cli.csv.gz"), "--per-class", "2", "1", "0", "--seed", "7"])
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'cli.csv.gz'}: Training 14, PublicTest 7, PrivateTest 0 rows"
+    write_synthetic_fer2013(tmp_path / "function.csv.gz", {"Training": 2, "PublicTest": 1}, seed=7)
+    assert (tmp_path / "cli.csv.gz").read_bytes() == (tmp_path / "function.csv.gz").read_bytes()
