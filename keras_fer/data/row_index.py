@@ -97,7 +97,7 @@ def index_fer2013(path: str | os.PathLike, skip_bad_rows: bool = False) -> RowIn
     return cached if cached is not None else scan_fer2013(path, skip_bad_rows)
 
 
-# The last few indexes, by (path, size, mtime, skip_bad_rows): size and mtime
+# The last few indexes, by (absolute path, size, mtime, skip_bad_rows): size and mtime
 # are in the key so that an edited file is scanned again.
 _INDEX_CACHE: dict[tuple[str, int, int, bool], RowIndex] = {}
 _INDEX_CACHE_SIZE = 8
@@ -105,7 +105,7 @@ _INDEX_CACHE_SIZE = 8
 
 def _cache_key(path: str | os.PathLike, skip_bad_rows: bool) -> tuple[str, int, int, bool]:
     stat = os.stat(path)
-    return os.fspath(path), stat.st_size, stat.st_mtime_ns, skip_bad_rows
+    return os.path.abspath(path), stat.st_size, stat.st_mtime_ns, skip_bad_rows
 
 
 def _remember(key: tuple[str, int, int, bool], index: RowIndex) -> None:
