@@ -34,6 +34,7 @@ BAD_ROWS = {
     "non-numeric pixel": (f"2,1 2 3 x4 {pixel_field(0).split(' ', 4)[4]},Training", "pixel 4 is 'x4', not an integer"),
     "negative pixel": (f"2,1 -2 {pixel_field(0).split(' ', 2)[2]},Training", "pixel 2 is '-2', not an integer"),
     "pixel above 255": (f"2,1 2 3 4 256 {pixel_field(0).split(' ', 5)[5]},Training", "pixel 5 is 256, outside 0-255"),
+    "leading zero": (f"2,1 2 007 {pixel_field(0).split(' ', 3)[3]},Training", "pixel 3 is '007', written with a leading zero"),
     "double space": (f"2,1  {pixel_field(0).split(' ', 1)[1]},Training", "pixel 2 is empty"),
     "label 7": (f"7,{pixel_field(0)},Training", "emotion 7 is outside 0-6"),
     "label -1": (f"-1,{pixel_field(0)},Training", "emotion -1 is outside 0-6"),
