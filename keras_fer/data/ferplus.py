@@ -36,10 +36,17 @@ FERPLUS_COLUMNS = (
     "unknown", "NF",
 )  # fmt: skip
 VOTE_COLUMNS = FERPLUS_COLUMNS[2:]
-# FER2013 class index of each vote column; -1 marks unknown and not-a-face.
-_CLASS_OF_VOTE_COLUMN = np.array([6, 3, 5, 4, 0, 1, 2, 7, -1, -1], np.int32)
-_CONTEMPT = FERPLUS8_CLASS_NAMES.index("Contempt")
 DROPPED = -1
+_CLASS_NAME_OF_VOTE_COLUMN = {
+    "anger": "Angry", "disgust": "Disgust", "fear": "Fear", "happiness": "Happy",
+    "sadness": "Sad", "surprise": "Surprise", "neutral": "Neutral", "contempt": "Contempt",
+}  # fmt: skip
+# The label each vote column stands for (6 3 5 4 0 1 2 7); DROPPED for unknown and not-a-face.
+_CLASS_OF_VOTE_COLUMN = np.array(
+    [FERPLUS8_CLASS_NAMES.index(_CLASS_NAME_OF_VOTE_COLUMN[c]) if c in _CLASS_NAME_OF_VOTE_COLUMN else DROPPED for c in VOTE_COLUMNS],
+    np.int32,
+)
+_CONTEMPT = FERPLUS8_CLASS_NAMES.index("Contempt")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
