@@ -27,15 +27,21 @@ def replace_line(lines, line_number, text):
     return lines[: line_number - 1] + [text] + lines[line_number:]
 
 
+def pixels_starting_with(*tokens: str) -> str:
+    """A pixels field of 2304 tokens whose first ones are ``tokens``."""
+    valid = pixel_field(0).split(" ")
+    return " ".join([*tokens, *valid[len(tokens):]])
+
+
 BAD_ROWS = {
     # name: (bad row text for line 4, expected problem)
     "too few pixels": (f"2,{pixel_field(0).rsplit(' ', 1)[0]},Training", "expected 2304 pixel values, found 2303"),
     "too many pixels": (f"2,{pixel_field(0)} 7,Training", "expected 2304 pixel values, found 2305"),
-    "non-numeric pixel": (f"2,1 2 3 x4 {pixel_field(0).split(' ', 4)[4]},Training", "pixel 4 is 'x4', not an integer"),
-    "negative pixel": (f"2,1 -2 {pixel_field(0).split(' ', 2)[2]},Training", "pixel 2 is '-2', not an integer"),
-    "pixel above 255": (f"2,1 2 3 4 256 {pixel_field(0).split(' ', 5)[5]},Training", "pixel 5 is 256, outside 0-255"),
-    "leading zero": (f"2,1 2 007 {pixel_field(0).split(' ', 3)[3]},Training", "pixel 3 is '007', written with a leading zero"),
-    "double space": (f"2,1  {pixel_field(0).split(' ', 1)[1]},Training", "pixel 2 is empty"),
+    "non-numeric pixel": (f"2,{pixels_starting_with('1', '2', '3', 'x4')},Training", "pixel 4 is 'x4', not an integer"),
+    "negative pixel": (f"2,{pixels_starting_with('1', '-2')},Training", "pixel 2 is '-2', not an integer"),
+    "pixel above 255": (f"2,{pixels_starting_with('1', '2', '3', '4', '256')},Training", "pixel 5 is 256, outside 0-255"),
+    "leading zero": (f"2,{pixels_starting_with('1', '2', '007')},Training", "pixel 3 is '007', written with a leading zero"),
+    "double space": (f"2,{pixels_starting_with('1', '')},Training", "pixel 2 is empty"),
     "label 7": (f"7,{pixel_field(0)},Training", "emotion 7 is outside 0-6"),
     "label -1": (f"-1,{pixel_field(0)},Training", "emotion -1 is outside 0-6"),
     "label not a number": (f"happy,{pixel_field(0)},Training", "emotion 'happy' is not an integer"),
