@@ -34,6 +34,7 @@ from keras_fer.predict import (
     ModelError,
     SavedModelClassifier,
     TFLiteClassifier,
+    run_config,
 )
 from keras_fer.serving import (
     DEFAULT_MODEL_NAME,
@@ -196,6 +197,14 @@ def read_faces(data_path, usage, limit, seed):
     return images.numpy()
 
 
+def run_data_path(model_path):
+    """The FER2013 CSV that the run beside `model_path` trained on, if it is there, else None."""
+    source = run_config(model_path).get("data", {}).get("source")
+    run_dir = os.path.dirname(os.path.abspath(model_path))
+    path = os.path.join(run_dir, "data", "synthetic_fer2013.csv") if source == "synthetic" else source
+    return path if path and os.path.isfile(path) else None
+
+
 def encode_png(faces):
     """uint8 (N, H, W, C) -> list of N PNG files (bytes); PNG is lossless, so parity is exact."""
     bgr = (face if face.shape[-1] == 1 else cv2.cvtColor(face, cv2.COLOR_RGB2BGR) for face in faces)
@@ -272,7 +281,8 @@ def export(
         model_name: TF Serving's model name: the SavedModel goes to `output_dir/model_name/version`.
         version: int, or None for one more than the highest existing version.
         class_names: overrides the names found beside the model (see `resolve_class_names`).
-        representative_data: FER2013 CSV whose Training split calibrates int8; None: synthetic faces.
+        representative_data: FER2013 CSV whose Training split calibrates int8; None: the data the
+            run beside `model_path` trained on (its config.yaml), else synthetic faces.
         parity_data: FER2013 CSV whose PrivateTest split checks parity; defaults to
             `representative_data`, None: synthetic faces.
         calibration_samples, parity_samples: how many faces each uses.
@@ -291,6 +301,7 @@ def export(
         raise ValueError(f"Unknown quantizations {sorted(unknown)}; known: {QUANTIZATIONS}.")
     thresholds = {**MIN_TOP1_AGREEMENT, **(min_top1_agreement or {})}
     keras_model = KerasClassifier(model_path, class_names)
+    representative_data = representative_data or run_data_path(model_path)
     parity_faces = read_faces(parity_data or representative_data, PARITY_SPLIT, parity_samples, seed)
     if keras_model.channels == 3:
         parity_faces = np.repeat(parity_faces, 3, axis=-1)
@@ -370,7 +381,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--representative-data", metavar="CSV",
         help="FER2013 CSV: its Training split calibrates int8, its PrivateTest split checks parity "
-        "(default: synthetic faces)",
+        "(default: the run's training data, from config.yaml beside the model, else synthetic faces)",
     )
     parser.add_argument("--parity-data", metavar="CSV", help="FER2013 CSV for the parity check, if not the above")
     parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="TF Serving model name")

@@ -250,39 +250,35 @@ def tflite_class_names(path):
 def resolve_class_names(path, num_classes, class_names=None):
     """The class names of a model with `num_classes` outputs.
 
-    In order: `class_names` if given; those recorded in the run directory of a `.keras`
-    file (`class_names` in `resolved_config.json` or `config.json` beside it); the FER2013
-    names for 7 classes and the FERPlus-8 names for 8.
+    In order: `class_names` if given; those of the label mode (`data.labels`) in the
+    `config.yaml` that training writes beside a `.keras` file; the FER2013 names for 7
+    classes and the FERPlus-8 names for 8.
 
     Raises:
         ModelError: the names found do not number `num_classes`, or none are known.
     """
     from keras_fer.data import class_names as names_of_label_mode
 
-    if class_names is None:
-        class_names = run_dir_class_names(os.path.dirname(os.path.abspath(path)))
-    if class_names is None:
-        defaults = {7: "fer2013", 8: "ferplus8"}
-        if num_classes not in defaults:
+    labels = run_config(path).get("data", {}).get("labels")
+    if class_names is None and labels is None:
+        labels = {7: "fer2013", 8: "ferplus8"}.get(num_classes)
+        if labels is None:
             raise ModelError(f"{path}: {num_classes} classes and no class names; pass --class-names.")
-        class_names = names_of_label_mode(defaults[num_classes])
-    class_names = tuple(class_names)
+    class_names = tuple(class_names or names_of_label_mode(labels))
     if len(class_names) != num_classes:
         raise ModelError(f"{path}: {len(class_names)} class names {class_names} for {num_classes} model outputs.")
     return class_names
 
 
-def run_dir_class_names(run_dir):
-    """`class_names` recorded by training in the run directory's config, or None."""
-    for name in ("resolved_config.json", "config.json"):
-        config_path = os.path.join(run_dir, name)
-        if os.path.isfile(config_path):
-            with open(config_path) as file:
-                config = json.load(file)
-            names = config.get("class_names") or config.get("data", {}).get("class_names")
-            if names:
-                return tuple(names)
-    return None
+def run_config(model_path):
+    """The resolved configuration (dict) that training wrote beside `model_path`, or {}."""
+    import yaml
+
+    config_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "config.yaml")
+    if not os.path.isfile(config_path):
+        return {}
+    with open(config_path) as file:
+        return yaml.safe_load(file) or {}
 
 
 def load_classifier(path, class_names=None):
