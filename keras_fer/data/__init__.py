@@ -6,7 +6,7 @@ package does not import TensorFlow: :func:`fer2013_dataset` loads it on first
 use, and the TFDS builder lives in :mod:`keras_fer.data.tfds_fer2013`.
 """
 
-from keras_fer.data.csv_format import CLASS_NAMES, IMAGE_SHAPE, USAGES, FER2013FormatError
+from keras_fer.data.csv_format import CLASS_NAMES, IMAGE_SHAPE, USAGES, FER2013FormatError, write_fer2013_csv
 from keras_fer.data.ferplus import FERPLUS8_CLASS_NAMES
 from keras_fer.data.numpy_reader import read_fer2013
 from keras_fer.data.selection import LABEL_MODES, class_names, count_fer2013
@@ -23,6 +23,7 @@ __all__ = [
     "count_fer2013",
     "fer2013_dataset",
     "read_fer2013",
+    "write_fer2013_csv",
     "synthetic_faces",
     "write_synthetic_fer2013",
 ]

@@ -23,7 +23,7 @@ import gzip
 import os
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -194,6 +194,37 @@ def decode_pixel_fields(fields: list[bytes]) -> np.ndarray:
         return np.zeros((0, *IMAGE_SHAPE), np.uint8)
     values = np.fromstring(b" ".join(fields), dtype=np.uint8, sep=" ")
     return values.reshape(len(fields), *IMAGE_SHAPE)
+
+
+def write_fer2013_csv(
+    path: str | os.PathLike, images: np.ndarray, labels: np.ndarray, usages: Sequence[str]
+) -> str:
+    """Writes faces in the exact Kaggle format; gzip (no name, mtime 0) if ``path`` ends in ``.gz``.
+
+    Args:
+        path: the file to write.
+        images: uint8 (N, 48, 48) or (N, 48, 48, 1).
+        labels: int (N,), class indices.
+        usages: N names from :data:`USAGES`.
+
+    Returns:
+        ``path``, as a string.
+    """
+    path = os.fspath(path)
+    unknown = set(usages) - set(USAGES)
+    if unknown or not len(images) == len(labels) == len(usages):
+        raise ValueError(
+            f"write_fer2013_csv: expected as many images, labels and usages (one of {USAGES}); "
+            f"got {len(images)}, {len(labels)}, {len(usages)}, unknown usages {sorted(unknown)}"
+        )
+    pixels = np.asarray(images, np.uint8).reshape(len(images), NUM_PIXELS)
+    with open(path, "wb") as raw, (
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) if path.endswith(".gz") else raw
+    ) as f:
+        f.write((",".join(COLUMNS) + "\n").encode())
+        for row, label, usage in zip(pixels, labels, usages):
+            f.write(f"{label},{' '.join(map(str, row.tolist()))},{usage}\n".encode())
+    return path
 
 
 def _show(field: bytes, limit: int = 40) -> str:

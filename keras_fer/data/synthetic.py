@@ -21,15 +21,12 @@ pixel noise; so a small CNN learns the classes while a template match does not.
 
 from __future__ import annotations
 
-import contextlib
-import gzip
 import os
-from collections.abc import Iterator, Mapping
-from typing import BinaryIO
+from collections.abc import Mapping
 
 import numpy as np
 
-from keras_fer.data.csv_format import CLASS_NAMES, COLUMNS, IMAGE_SIZE, USAGES
+from keras_fer.data.csv_format import CLASS_NAMES, IMAGE_SIZE, USAGES, write_fer2013_csv
 
 # Expression parameters per class, in CLASS_NAMES order. Brow lift and slant:
 # lift > 0 raises both brows, slant > 0 raises their inner ends. Eye opening:
@@ -85,14 +82,13 @@ def write_synthetic_fer2013(
     """
     counts = _counts_per_split(num_per_class_per_split)
     split_seeds = np.random.SeedSequence(seed).spawn(len(USAGES))
-    path = os.fspath(path)
-    with _open_for_writing(path) as f:
-        f.write((",".join(COLUMNS) + "\n").encode())
-        for usage, split_seed in zip(USAGES, split_seeds):
-            images, labels = synthetic_faces(counts[usage] * len(CLASS_NAMES), seed=split_seed)
-            for image, label in zip(images, labels):
-                f.write(f"{label},{' '.join(map(str, image.ravel().tolist()))},{usage}\n".encode())
-    return path
+    splits = [synthetic_faces(counts[usage] * len(CLASS_NAMES), seed=split_seed) for usage, split_seed in zip(USAGES, split_seeds)]
+    return write_fer2013_csv(
+        path,
+        np.concatenate([images for images, _ in splits]),
+        np.concatenate([labels for _, labels in splits]),
+        [usage for usage, (_, labels) in zip(USAGES, splits) for _ in labels],
+    )
 
 
 def _counts_per_split(num: int | Mapping[str, int]) -> dict[str, int]:
@@ -101,16 +97,6 @@ def _counts_per_split(num: int | Mapping[str, int]) -> dict[str, int]:
     if unknown or any(count < 0 for count in counts.values()):
         raise ValueError(f"num_per_class_per_split: expected counts >= 0 for {', '.join(USAGES)}, got {num!r}")
     return counts
-
-
-@contextlib.contextmanager
-def _open_for_writing(path: str) -> Iterator[BinaryIO]:
-    with open(path, "wb") as raw:
-        if not path.endswith(".gz"):
-            yield raw
-            return
-        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as compressed:
-            yield compressed
 
 
 def _draw(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:

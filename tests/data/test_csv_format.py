@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from fer_test_files import HEADER, pixel_field, write_csv
 
-from keras_fer.data import FER2013FormatError, fer2013_dataset, read_fer2013
+from keras_fer.data import FER2013FormatError, fer2013_dataset, read_fer2013, write_fer2013_csv
 
 
 def read_numpy(path, **kwargs):
@@ -140,3 +140,24 @@ def test_skipped_rows_are_left_out_by_both_readers(tmp_path, valid_lines):
     tf_images, tf_labels = next(iter(build_tf_dataset(path, skip_bad_rows=True, batch_size=10)))
     np.testing.assert_array_equal(tf_images.numpy(), images)
     np.testing.assert_array_equal(tf_labels.numpy(), labels)
+
+
+@pytest.mark.parametrize("name", ["faces.csv", "faces.csv.gz"])
+def test_written_file_reads_back_identically(tmp_path, name):
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, size=(9, 48, 48, 1), dtype=np.uint8)
+    labels = rng.integers(0, 7, size=9).astype(np.int32)
+    usages = ["Training"] * 4 + ["PublicTest"] * 3 + ["PrivateTest"] * 2
+    path = write_fer2013_csv(tmp_path / name, images, labels, usages)
+    for usage, rows in (("Training", slice(0, 4)), ("PublicTest", slice(4, 7)), ("PrivateTest", slice(7, 9))):
+        read_images, read_labels = read_fer2013(path, usage=usage)
+        np.testing.assert_array_equal(read_images, images[rows])
+        np.testing.assert_array_equal(read_labels, labels[rows])
+
+
+def test_writer_refuses_unknown_usages_and_mismatched_lengths(tmp_path):
+    images = np.zeros((2, 48, 48), np.uint8)
+    with pytest.raises(ValueError, match="Validation"):
+        write_fer2013_csv(tmp_path / "x.csv", images, [0, 1], ["Training", "Validation"])
+    with pytest.raises(ValueError, match="got 2, 1, 2"):
+        write_fer2013_csv(tmp_path / "x.csv", images, [0], ["Training", "Training"])
