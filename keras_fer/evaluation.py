@@ -1,0 +1,275 @@
+"""Evaluating a trained model: classification metrics, test-time augmentation, confusion matrix.
+
+`evaluate.py` runs `main`; training calls `evaluate_split` for its final figures. Faces are
+read with the NumPy reader on every backend (test splits are small), and predictions go
+through `model.predict`, so nothing here needs TensorFlow.
+
+Test-time augmentation (TTA), as the FER2013 literature reports it:
+- `flip`: the face and its mirror image, probabilities averaged (2 views);
+- `ten-crop`: the four corner crops and the center crop of side `crop_size` (44 of 48, the
+  common choice), each with its mirror image, resized back to the model's input and
+  averaged (10 views). The crops are a 1.09x zoom, inside the training augmentation's range.
+"""
+
+import argparse
+import json
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+TTA_MODES = ("flip", "ten-crop")
+DEFAULT_CROP_SIZE = 44
+
+
+def classification_metrics(labels, predictions, class_names):
+    """Accuracy, per-class precision / recall / F1, macro F1 and the confusion matrix.
+
+    Args:
+        labels: int (N,), true classes.
+        predictions: int (N,), predicted classes.
+        class_names: names indexed by class.
+    Returns:
+        A JSON-ready dict. The confusion matrix is indexed [true][predicted]; `normalized`
+        divides each row by its true-class count (rows of absent classes stay 0). A class
+        never predicted has precision 0, one never present has recall 0 (and F1 0).
+    """
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    num_classes = len(class_names)
+    counts = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(counts, (labels, predictions), 1)
+    true_positives = np.diag(counts).astype(np.float64)
+    support = counts.sum(axis=1)
+    predicted = counts.sum(axis=0)
+    precision = _safe_divide(true_positives, predicted)
+    recall = _safe_divide(true_positives, support)
+    f1 = _safe_divide(2 * precision * recall, precision + recall)
+    return {
+        "num_images": int(len(labels)),
+        "accuracy": float(true_positives.sum() / max(len(labels), 1)),
+        "macro_f1": float(f1.mean()),
+        "per_class": {
+            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                   "support": int(support[i])}
+            for i, name in enumerate(class_names)
+        },
+        "confusion_matrix": {
+            "class_names": list(class_names),
+            "counts": counts.tolist(),
+            "normalized": _safe_divide(counts, support[:, None]).tolist(),
+        },
+    }
+
+
+def _safe_divide(numerator, denominator):
+    numerator = np.asarray(numerator, np.float64)
+    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=np.asarray(denominator) > 0)
+
+
+def tta_views(images, mode, crop_size=DEFAULT_CROP_SIZE):
+    """The augmented copies of a batch of faces that TTA averages over.
+
+    Args:
+        images: (N, H, W, C) faces, uint8 or float 0-255.
+        mode: None (the faces alone), "flip" or "ten-crop".
+        crop_size: side of the ten crops.
+    Yields:
+        float32 (N, H, W, C) arrays, one per view.
+    """
+    images = np.asarray(images, np.float32)
+    if mode is None:
+        yield images
+        return
+    if mode not in TTA_MODES:
+        raise ValueError(f"`mode` must be None or one of {TTA_MODES}. Received: mode={mode!r}")
+    if mode == "flip":
+        crops = [images]
+    else:
+        crops = [_resize(crop, images.shape[1:3]) for crop in _five_crops(images, crop_size)]
+    for crop in crops:
+        yield crop
+        yield crop[:, :, ::-1]
+
+
+def _five_crops(images, size):
+    height, width = images.shape[1:3]
+    if not 0 < size <= min(height, width):
+        raise ValueError(f"`crop_size` must be in [1, {min(height, width)}]. Received: crop_size={size}")
+    top, left = (height - size) // 2, (width - size) // 2
+    corners = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size), (top, left)]
+    return [images[:, y : y + size, x : x + size] for y, x in corners]
+
+
+def _resize(images, shape):
+    from keras import ops
+
+    return np.asarray(ops.convert_to_numpy(ops.image.resize(images, shape, interpolation="bilinear")), np.float32)
+
+
+def predict_probabilities(model, images, tta=None, batch_size=256, crop_size=DEFAULT_CROP_SIZE):
+    """Class probabilities (N, classes), averaged over the TTA views."""
+    total = None
+    views = 0
+    # Padded to whole batches: one input shape, so `predict` traces (compiles) its step once
+    # instead of again for a smaller last batch.
+    padding = -len(images) % batch_size
+    for view in tta_views(images, tta, crop_size):
+        padded = np.concatenate([view, np.zeros((padding, *view.shape[1:]), view.dtype)])
+        probabilities = model.predict(padded, batch_size=batch_size, verbose=0)[: len(images)]
+        total = probabilities if total is None else total + probabilities
+        views += 1
+    return total / views
+
+
+def evaluate_split(model, path, split, labels="fer2013", ferplus_path=None, class_names=None, tta=None,
+                   batch_size=256):
+    """Reads one split of a FER2013 file and measures `model` on it.
+
+    Returns:
+        `classification_metrics(...)` plus `split` and `tta`.
+    """
+    from keras_fer import data as fer_data
+
+    images, targets = fer_data.read_fer2013(path, usage=split, labels=labels, ferplus_path=ferplus_path)
+    probabilities = predict_probabilities(model, images, tta=tta, batch_size=batch_size)
+    report = {"split": split, "tta": tta}
+    report.update(classification_metrics(targets, probabilities.argmax(axis=-1),
+                                         class_names or fer_data.class_names(labels)))
+    return report
+
+
+def plot_confusion_matrix(normalized, class_names, path, title=None):
+    """Writes the row-normalized confusion matrix as a PNG, a value in every cell.
+
+    Uses matplotlib's Agg canvas directly (no pyplot), so it works without a display and
+    leaves the caller's matplotlib state alone.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    matrix = np.asarray(normalized, np.float64)
+    size = 1.0 + 0.9 * len(class_names)
+    figure = Figure(figsize=(size + 1.2, size))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    image = axes.imshow(matrix, cmap="Blues", vmin=0.0, vmax=1.0)
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    ticks = np.arange(len(class_names))
+    axes.set_xticks(ticks, labels=class_names, rotation=45, ha="right")
+    axes.set_yticks(ticks, labels=class_names)
+    axes.set_xlabel("Predicted")
+    axes.set_ylabel("True")
+    if title:
+        axes.set_title(title)
+    for (row, column), value in np.ndenumerate(matrix):
+        axes.text(column, row, f"{value:.2f}", ha="center", va="center",
+                  color="white" if value > 0.5 else "black", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=150)
+
+
+def load_model_file(path):
+    """Loads a `.keras` model, or raises ValueError saying why the file is not one."""
+    import keras
+
+    import keras_fer.layers  # noqa: F401  (registers the custom layers)
+
+    if not os.path.isfile(path):
+        raise ValueError(f"--model {path}: no such file")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"--model {path}: not a Keras model file (a .keras archive)")
+    try:
+        return keras.saving.load_model(path)
+    except Exception as error:  # Keras raises many types for a broken archive.
+        raise ValueError(f"--model {path}: not a loadable Keras model ({type(error).__name__}: {error})") from None
+
+
+def labels_of_run(model_path):
+    """`(labels, ferplus_path)` from the config.yaml beside a model of a run directory, if any."""
+    run_config = Path(model_path).resolve().parent / "config.yaml"
+    if not run_config.is_file():
+        return "fer2013", None
+    from keras_fer.config import load_config
+
+    data = load_config(run_config).data
+    return data.labels, data.ferplus_path
+
+
+def check_split_present(path, split, labels, ferplus_path):
+    """Raises ValueError if the file (validated on the way) has no rows of `split` to measure."""
+    from keras_fer import data as fer_data
+
+    splits = fer_data.count_fer2013(path, ferplus_path=ferplus_path, labels=labels)["splits"]
+    if not splits.get(split, {}).get("kept"):
+        raise ValueError(f"--data {path} has no {split} rows (it holds {', '.join(splits) or 'none'})")
+
+
+def check_output_dir(output_dir, overwrite):
+    """Raises ValueError if `output_dir` holds files (or is a file) and not `overwrite`."""
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"--output-dir {output_dir} is a file, not a directory")
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
+        raise ValueError(f"--output-dir {output_dir} is not empty; choose another directory or pass --overwrite")
+    return output_dir
+
+
+def write_report(report, output_dir):
+    """metrics.json and confusion_matrix.png in `output_dir` (created if needed)."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    tta = f", TTA {report['tta']}" if report["tta"] else ""
+    plot_confusion_matrix(
+        report["confusion_matrix"]["normalized"],
+        report["confusion_matrix"]["class_names"],
+        output_dir / "confusion_matrix.png",
+        title=f"{report['split']}: accuracy {report['accuracy']:.1%}{tta}",
+    )
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="evaluate.py",
+        description="Measure a trained .keras model on one split of a FER2013 CSV: accuracy, per-class "
+        "precision/recall/F1, macro F1, confusion matrix (metrics.json) and its figure (confusion_matrix.png).",
+    )
+    parser.add_argument("--model", required=True, help="trained model, e.g. runs/quickstart/best.keras")
+    parser.add_argument("--data", required=True, help="fer2013.csv or .csv.gz (a run's data/synthetic_fer2013.csv)")
+    parser.add_argument("--split", required=True, choices=("Training", "PublicTest", "PrivateTest"))
+    parser.add_argument("--output-dir", help="where to write (default: evaluation-SPLIT[-TTA] beside the model)")
+    parser.add_argument("--tta", nargs="?", const="ten-crop", choices=TTA_MODES,
+                        help="test-time augmentation: ten-crop (default when given) or flip")
+    parser.add_argument("--labels", choices=("fer2013", "ferplus", "ferplus8"),
+                        help="label mode (default: the run's config.yaml beside the model, else fer2013)")
+    parser.add_argument("--ferplus", help="FERPlus vote file fer2013new.csv, for the ferplus label modes")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--overwrite", action="store_true", help="replace what the output directory holds")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        if not os.path.isfile(args.data):
+            raise ValueError(f"--data {args.data}: no such file")
+        labels, ferplus_path = labels_of_run(args.model)
+        labels, ferplus_path = args.labels or labels, args.ferplus or ferplus_path
+        check_split_present(args.data, args.split, labels, ferplus_path)
+        default_dir = Path(args.model).parent / (f"evaluation-{args.split}" + (f"-{args.tta}" if args.tta else ""))
+        output_dir = check_output_dir(args.output_dir or default_dir, args.overwrite)
+        model = load_model_file(args.model)
+    except ValueError as error:
+        sys.exit(f"evaluate.py: error: {error}")
+    import keras
+
+    print(f"Keras {keras.__version__}, backend {keras.backend.backend()}")
+    report = evaluate_split(model, args.data, args.split, labels=labels, ferplus_path=ferplus_path,
+                            tta=args.tta, batch_size=args.batch_size)
+    report.update({"model": str(args.model), "data": str(args.data), "labels": labels})
+    write_report(report, output_dir)
+    print(f"{args.split}: accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f} "
+          f"({report['num_images']} faces); wrote {output_dir / 'metrics.json'} and confusion_matrix.png")
+    return report

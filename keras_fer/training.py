@@ -1,0 +1,556 @@
+"""Training runs: run directory, data, model, callbacks, distribution, `model.fit`, metrics.json.
+
+`train(config, output_dir)` is what `python train.py` runs. One run directory holds one run:
+
+    config.yaml     the resolved configuration (what makes two runs the same run)
+    best.keras      the model of the best epoch (by `training.monitor`)
+    last.keras      the model after the last finished epoch, optimizer state included
+    history.csv     one row per epoch (`CSVLogger`)
+    logs/           TensorBoard logs (TensorFlow backend)
+    backup/         `BackupAndRestore` state while a run is unfinished
+    data/           the generated synthetic data set (`data.source: synthetic`)
+    metrics.json    written last: final validation and test figures, code version, seed, time
+
+Starting the same command again on an unfinished run directory resumes it from its last
+finished epoch (weights, optimizer state, learning rate, callback counters). Everything
+that can be wrong with the input is checked before any training work starts.
+
+The TensorFlow backend reads data through `tf.data` and can use a `tf.distribute`
+strategy; other backends (JAX) read NumPy arrays and skip the TensorFlow-only parts, so
+this module imports TensorFlow only inside the functions that need it.
+"""
+
+import contextlib
+import csv
+import dataclasses
+import importlib.util
+import json
+import math
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import keras
+
+from keras_fer import config as config_lib
+from keras_fer import data as fer_data
+from keras_fer import evaluation
+from keras_fer.models import build_model
+
+# Entries of a run directory that `--overwrite` removes; anything else is left alone.
+RUN_ENTRIES = ("config.yaml", "best.keras", "last.keras", "history.csv", "metrics.json", "logs", "backup", "data")
+
+
+class RunError(RuntimeError):
+    """A run cannot start: missing data, an output directory holding something else, ..."""
+
+
+class RunPaths:
+    """The files of one run directory (see the module docstring)."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.config = self.root / "config.yaml"
+        self.best_model = self.root / "best.keras"
+        self.last_model = self.root / "last.keras"
+        self.history = self.root / "history.csv"
+        self.metrics = self.root / "metrics.json"
+        self.logs = self.root / "logs"
+        self.backup = self.root / "backup"
+        self.synthetic_data = self.root / "data" / "synthetic_fer2013.csv"
+
+
+def backend_name():
+    return keras.backend.backend()
+
+
+def uses_tensorflow():
+    return backend_name() == "tensorflow"
+
+
+# ---------------------------------------------------------------------------------------------
+# Run directory
+
+
+def prepare_run_directory(paths, config, overwrite=False, dry_run=False):
+    """Checks that `paths.root` may hold this run; creates it and writes config.yaml.
+
+    Returns:
+        True when an unfinished run of the same configuration is there to resume.
+    Raises:
+        RunError: the directory holds other files, a different run or a finished run,
+            and `overwrite` is False.
+    """
+    resolved = config_lib.to_yaml(config)
+    existing = sorted(entry.name for entry in paths.root.iterdir()) if paths.root.is_dir() else []
+    if paths.root.exists() and not paths.root.is_dir():
+        raise RunError(f"--output-dir {paths.root} is a file, not a directory")
+    if existing and not overwrite:
+        if not paths.config.exists():
+            raise RunError(
+                f"--output-dir {paths.root} is not empty and holds no run ({', '.join(existing[:5])}); "
+                "choose an empty or new directory, or pass --overwrite"
+            )
+        try:
+            previous = config_lib.load_config(paths.config)
+        except config_lib.ConfigError as error:
+            raise RunError(f"--output-dir {paths.root} holds a run whose config does not load ({error}); "
+                           "pass --overwrite to replace it") from None
+        difference = first_difference(previous.to_dict(), config.to_dict())
+        if difference:
+            raise RunError(
+                f"--output-dir {paths.root} holds a different run ({difference}); "
+                "choose another directory, or pass --overwrite to replace it"
+            )
+        if paths.metrics.exists():
+            raise RunError(
+                f"--output-dir {paths.root} holds a finished run of this configuration "
+                f"(see {paths.metrics}); pass --overwrite to train it again"
+            )
+        return True
+    if dry_run:
+        return False
+    for name in RUN_ENTRIES if existing else ():
+        entry = paths.root / name
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        elif entry.exists():
+            entry.unlink()
+    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.config.write_text(resolved)
+    return False
+
+
+def first_difference(old, new, prefix=""):
+    """`key: old -> new` for the first dotted key whose value differs, or None."""
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key), new.get(key)
+        if isinstance(before, dict) and isinstance(after, dict):
+            found = first_difference(before, after, f"{prefix}{key}.")
+            if found:
+                return found
+        elif before != after:
+            return f"{prefix}{key}: {before!r} in the directory, {after!r} now"
+    return None
+
+
+def code_version():
+    """The git commit of this checkout (with `-dirty` for local changes), or the package version."""
+    package_dir = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=package_dir, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=package_dir, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        import keras_fer
+
+        return f"keras_fer {keras_fer.__version__} (not a git checkout)"
+    return commit + ("-dirty" if dirty else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def check_data_source(config):
+    """Raises RunError now if the data file (or FERPlus file) is missing."""
+    files = [] if config.data.source == "synthetic" else [("data file", config.data.source)]
+    if config.data.ferplus_path is not None:
+        files.append(("FERPlus file", config.data.ferplus_path))
+    for what, path in files:
+        if not os.path.isfile(path):
+            raise RunError(f"{what} {path} not found (set it with --data PATH or data.source in the config)")
+
+
+def data_file(config, paths):
+    """The FER2013 CSV to read: the configured file, or the synthetic one, written if absent."""
+    if config.data.source != "synthetic":
+        return Path(config.data.source)
+    if not paths.synthetic_data.exists():
+        synthetic = config.data.synthetic
+        paths.synthetic_data.parent.mkdir(parents=True, exist_ok=True)
+        # Written to a temporary name first, so that a killed run never leaves half a file.
+        partial = paths.synthetic_data.with_suffix(".partial")
+        fer_data.write_synthetic_fer2013(
+            partial,
+            {
+                "Training": synthetic.train_per_class,
+                "PublicTest": synthetic.validation_per_class,
+                "PrivateTest": synthetic.test_per_class,
+            },
+            seed=synthetic.seed,
+        )
+        partial.rename(paths.synthetic_data)
+    return paths.synthetic_data
+
+
+def split_sizes(path, config):
+    """Rows the label mode keeps in each split present in the file (validates the file)."""
+    try:
+        counts = fer_data.count_fer2013(path, ferplus_path=config.data.ferplus_path, labels=config.data.labels)
+    except fer_data.FER2013FormatError as error:
+        raise RunError(f"the data file is not a FER2013 CSV: {error}") from None
+    return {split: counts["splits"][split]["kept"] for split in counts["splits"] if counts["splits"][split]["kept"]}
+
+
+def checked_data(config, paths):
+    """The data file (generated if synthetic) and its split sizes; RunError if it cannot train.
+
+    The training and validation splits must be present; the test split may be absent.
+    """
+    path = data_file(config, paths)
+    sizes = split_sizes(path, config)
+    for role in ("train_split", "validation_split"):
+        split = getattr(config.data, role)
+        if split not in sizes:
+            raise RunError(f"{path} has no {split} rows (data.{role}); it holds {', '.join(sizes) or 'none'}")
+    print(f"Data {path}: " + ", ".join(f"{split} {count}" for split, count in sizes.items()))
+    return path, sizes
+
+
+def fit_inputs(config, path):
+    """Keyword arguments of `model.fit` for the training and validation data.
+
+    TensorFlow: shuffled, cached `tf.data` pipelines of whole batches (repeated when
+    `steps_per_epoch` is set, so that epochs of a fixed length never run dry). Other
+    backends: NumPy arrays.
+    """
+    data, training = config.data, config.training
+    read = dict(labels=data.labels, ferplus_path=data.ferplus_path)
+    if not uses_tensorflow():
+        images, labels = fer_data.read_fer2013(path, usage=data.train_split, **read)
+        validation = fer_data.read_fer2013(path, usage=data.validation_split, **read)
+        return dict(x=images, y=labels, batch_size=training.batch_size, shuffle=True, validation_data=validation)
+    # drop_remainder: every step has one batch shape, so the step is traced (compiled) once,
+    # and replicas of a strategy get equal shares; the dropped faces differ every epoch.
+    train = fer_data.fer2013_dataset(
+        path, usage=data.train_split, batch_size=training.batch_size, shuffle=True, seed=training.seed,
+        cache=data.cache, repeat=training.steps_per_epoch is not None, drop_remainder=True, **read,
+    )
+    validation = fer_data.fer2013_dataset(
+        path, usage=data.validation_split, batch_size=training.batch_size, cache=True, **read
+    )
+    if config.runtime.strategy == "multi_worker":
+        train, validation = (shard_by_data(dataset) for dataset in (train, validation))
+    # shuffle=False: the dataset shuffles itself, and Keras warns about the flag on datasets.
+    return dict(x=train, validation_data=validation, shuffle=False)
+
+
+def shard_by_data(dataset):
+    """Multi-worker input: each worker takes every n-th batch (one CSV cannot be split by file)."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+# ---------------------------------------------------------------------------------------------
+# Devices, model, optimizer
+
+
+def make_strategy(name):
+    """The `tf.distribute` strategy named in `runtime.strategy`; None on other backends.
+
+    `mirrored` replicates over every local GPU, or over every local logical CPU device
+    when there is no GPU (so that it can be tried on a CPU split into logical devices).
+    """
+    if not uses_tensorflow():
+        if name != "default":
+            print(f"Notice: runtime.strategy={name} needs the TensorFlow backend; training on one device.")
+        return None
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy((gpus or tf.config.list_logical_devices("CPU"))[0].name)
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy([device.name for device in gpus or tf.config.list_logical_devices("CPU")])
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def is_chief():
+    """Whether this process writes the run directory (always, except non-chief TF_CONFIG workers)."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = tf_config.get("task")
+    if not task:
+        return True
+    if "chief" in tf_config.get("cluster", {}):
+        return task["type"] == "chief"
+    return task["type"] == "worker" and task["index"] == 0
+
+
+def make_model(config, num_classes):
+    """The network of `config.model`, its augmentation seeded by `training.seed`."""
+    model = config.model
+    augmentation = None
+    if model.augmentation is not None:
+        augmentation = dict(dataclasses.asdict(model.augmentation), seed=config.training.seed)
+    return build_model(
+        input_size=model.input_size,
+        width=model.width,
+        num_classes=num_classes,
+        mask_depths=model.mask_depths,
+        use_masks=model.use_masks,
+        use_eca=model.use_eca,
+        mask_activation=model.mask_activation,
+        dropout=model.dropout,
+        augmentation=augmentation,
+        eca_gamma=model.eca_gamma,
+        eca_b=model.eca_b,
+    )
+
+
+def make_optimizer(settings):
+    """SGD (momentum, Nesterov) or AdamW, both with Keras's decoupled `weight_decay`."""
+    if settings.name == "sgd":
+        return keras.optimizers.SGD(
+            learning_rate=settings.learning_rate, momentum=settings.momentum,
+            nesterov=settings.nesterov, weight_decay=settings.weight_decay,
+        )
+    return keras.optimizers.AdamW(learning_rate=settings.learning_rate, weight_decay=settings.weight_decay)
+
+
+def compile_model(model, config):
+    model.compile(
+        optimizer=make_optimizer(config.training.optimizer),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=config.runtime.jit_compile,
+    )
+    # Built now, so that `BackupAndRestore` can load optimizer state into it.
+    model.optimizer.build(model.trainable_variables)
+
+
+# ---------------------------------------------------------------------------------------------
+# Callbacks
+
+
+class CallbackStateBackup(keras.callbacks.Callback):
+    """Saves and restores the counters of the monitoring callbacks, for `BackupAndRestore`.
+
+    `BackupAndRestore` restores weights, optimizer state (learning rate included) and the
+    epoch, but `ReduceLROnPlateau`, `EarlyStopping` and `ModelCheckpoint` start afresh in
+    each `fit`: a resumed run would forget its best value and patience. This callback
+    writes them next to the backup after every epoch and puts them back when training
+    begins. It must follow those callbacks in the list. `EarlyStopping`'s best weights are
+    not kept: after `fit` the run reloads best.keras instead.
+    """
+
+    STATE = ("best", "wait", "best_epoch", "cooldown_counter")
+
+    def __init__(self, path, callbacks):
+        super().__init__()
+        self.path = Path(path)
+        self.tracked = callbacks
+
+    def on_train_begin(self, logs=None):
+        if not self.path.exists():
+            return
+        saved = json.loads(self.path.read_text())
+        for name, callback in self.tracked.items():
+            for attribute, value in saved.get(name, {}).items():
+                setattr(callback, attribute, value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        state = {
+            name: {attribute: to_json_number(getattr(callback, attribute))
+                   for attribute in self.STATE if hasattr(callback, attribute)}
+            for name, callback in self.tracked.items()
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".partial")
+        partial.write_text(json.dumps(state))
+        partial.replace(self.path)
+
+
+def to_json_number(value):
+    """A Python number (or None) from a NumPy or backend scalar."""
+    return None if value is None else float(value) if isinstance(value, float) or hasattr(value, "dtype") else value
+
+
+def make_callbacks(config, paths):
+    """The run's callbacks, in the order they must run at the end of an epoch.
+
+    The backup is written after the checkpoints and counters it must agree with, and
+    before `CSVLogger`, so that a run killed between the two loses a log row rather than
+    logging one epoch twice.
+    """
+    training = config.training
+    monitor = training.monitor
+    reduce_lr = keras.callbacks.ReduceLROnPlateau(
+        monitor=monitor, factor=training.reduce_lr.factor, patience=training.reduce_lr.patience,
+        min_lr=training.reduce_lr.min_lr, verbose=1,
+    )
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor=monitor, patience=training.early_stopping.patience,
+        restore_best_weights=training.early_stopping.restore_best_weights, verbose=1,
+    )
+    best = keras.callbacks.ModelCheckpoint(paths.best_model, monitor=monitor, save_best_only=True, verbose=1)
+    callbacks = [
+        keras.callbacks.TerminateOnNaN(),
+        reduce_lr,
+        early_stopping,
+        best,
+        keras.callbacks.ModelCheckpoint(paths.last_model),
+        CallbackStateBackup(
+            paths.backup / "callbacks.json",
+            {"reduce_lr": reduce_lr, "early_stopping": early_stopping, "best_checkpoint": best},
+        ),
+        keras.callbacks.BackupAndRestore(paths.backup),
+        keras.callbacks.CSVLogger(paths.history, append=True),
+    ]
+    if not uses_tensorflow():
+        print(f"Notice: TensorBoard logging needs the TensorFlow backend; skipped on {backend_name()}.")
+    elif importlib.util.find_spec("tensorboard") is None:
+        # TensorFlow 2.21 no longer installs TensorBoard with itself.
+        print("Notice: TensorBoard logging skipped: the tensorboard package is not installed (pip install tensorboard).")
+    else:
+        callbacks.append(keras.callbacks.TensorBoard(paths.logs))
+    return callbacks
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+def train(config, output_dir, overwrite=False, dry_run=False):
+    """Trains (or, with `dry_run`, only builds) the run of `config` in `output_dir`.
+
+    Returns:
+        The metrics.json dict, or with `dry_run` the resolved settings of the model,
+        optimizer, callbacks and data that training would use.
+    Raises:
+        RunError: the data or the output directory is not usable (before any work).
+    """
+    started = time.monotonic()
+    paths = RunPaths(Path(output_dir))
+    if not is_chief():
+        # Non-chief workers of a multi-worker job keep their own files apart.
+        worker = json.loads(os.environ["TF_CONFIG"])["task"]
+        paths = RunPaths(paths.root / "workers" / f"{worker['type']}-{worker['index']}")
+    synthetic = config.data.source == "synthetic"
+    check_data_source(config)
+    if not synthetic:  # a real file is checked before the run directory is touched
+        path, sizes = checked_data(config, paths)
+    resume = prepare_run_directory(paths, config, overwrite, dry_run)
+    print(f"Keras {keras.__version__}, backend {backend_name()}; run directory {paths.root}"
+          + (" (resuming)" if resume else ""))
+    if synthetic and dry_run:
+        path, sizes = "synthetic (generated when training)", {}
+    elif synthetic:
+        path, sizes = checked_data(config, paths)
+
+    keras.mixed_precision.set_global_policy(config.runtime.mixed_precision)
+    keras.utils.set_random_seed(config.training.seed)
+    strategy = make_strategy(config.runtime.strategy)
+    class_names = fer_data.class_names(config.data.labels)
+
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = make_model(config, len(class_names))
+        compile_model(model, config)
+    callbacks = make_callbacks(config, paths)
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    print(f"Model {model.name}: {model.count_params():,} parameters; policy {config.runtime.mixed_precision}, "
+          f"jit_compile {config.runtime.jit_compile}, strategy {config.runtime.strategy} ({replicas} replica(s))")
+    if dry_run:
+        return dry_run_report(config, model, callbacks, sizes, replicas)
+
+    history = model.fit(
+        epochs=config.training.epochs,
+        steps_per_epoch=config.training.steps_per_epoch,
+        validation_steps=config.training.validation_steps,
+        callbacks=callbacks,
+        verbose=config.training.verbose,
+        **fit_inputs(config, path),
+    )
+    metrics = final_metrics(config, paths, path, sizes, class_names, history, replicas)
+    metrics["wall_time_seconds"] = round(time.monotonic() - started, 1)
+    paths.metrics.write_text(json.dumps(metrics, indent=2) + "\n")
+    print(summary_line(metrics, config.training.monitor))
+    return metrics
+
+
+def final_metrics(config, paths, path, sizes, class_names, history, replicas):
+    """Evaluates best.keras on the validation and test splits; the metrics.json dict."""
+    epochs = read_history(paths.history) if paths.history.exists() else []
+    if not epochs or not paths.best_model.exists():
+        raise RunError(f"training stopped before an epoch finished with a {config.training.monitor} "
+                       f"(a NaN loss?); see {paths.root}")
+    monitor = config.training.monitor
+    values = [row[monitor] for row in epochs]
+    best_index = values.index(max(values) if monitor.endswith("accuracy") else min(values))
+    best_model = keras.saving.load_model(paths.best_model)
+    evaluate = dict(labels=config.data.labels, ferplus_path=config.data.ferplus_path,
+                    class_names=class_names, batch_size=config.training.batch_size)
+    test_split = config.data.test_split
+    return {
+        "best_epoch": int(epochs[best_index]["epoch"]) + 1,
+        f"best_{monitor}": values[best_index],
+        "epochs_run": len(epochs),
+        "stopped_early": len(epochs) < config.training.epochs,
+        "validation": evaluation.evaluate_split(best_model, path, config.data.validation_split, **evaluate),
+        "test": (evaluation.evaluate_split(best_model, path, test_split, **evaluate) if test_split in sizes
+                 else {"split": test_split, "status": "absent", "note": f"{path} has no {test_split} rows"}),
+        "models": {"best": str(paths.best_model), "last": str(paths.last_model)},
+        "data": {"path": str(path), "splits": sizes},
+        "code_version": code_version(),
+        "seed": config.training.seed,
+        "backend": backend_name(),
+        "keras_version": keras.__version__,
+        "replicas": replicas,
+        "epochs_this_invocation": len(history.epoch),
+    }
+
+
+def read_history(path):
+    """history.csv as a list of {column: float}, one per epoch."""
+    with open(path, newline="") as file:
+        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(file)]
+
+
+def summary_line(metrics, monitor):
+    """One line: best validation figure and epoch, test accuracy, wall time, model path."""
+    test = metrics["test"]
+    test_text = f"test accuracy {test['accuracy']:.4f}" if "accuracy" in test else "test split absent"
+    minutes, seconds = divmod(metrics["wall_time_seconds"], 60)
+    return (f"Best {monitor} {metrics[f'best_{monitor}']:.4f} at epoch {metrics['best_epoch']}/"
+            f"{metrics['epochs_run']}; {test_text}; {int(minutes)}m{seconds:04.1f}s; model {metrics['models']['best']}")
+
+
+def dry_run_report(config, model, callbacks, sizes, replicas):
+    """What training would use, read back from the built objects (not from the config)."""
+    by_type = {type(callback).__name__: callback for callback in callbacks}
+    optimizer = model.optimizer.get_config()
+    reduce_lr, early_stopping = by_type["ReduceLROnPlateau"], by_type["EarlyStopping"]
+    return {
+        "model": {
+            "name": model.name,
+            "input_shape": list(model.input_shape),
+            "backbone_input": list(model.get_layer("stem_conv").input.shape[1:]),
+            "output_shape": list(model.output_shape),
+            "parameters": model.count_params(),
+            "masks": [layer.name for layer in model.layers if layer.name.endswith("_mask")],
+            "dtype_policy": model.dtype_policy.name,
+        },
+        "optimizer": {"class": type(model.optimizer).__name__, **{
+            key: to_json_number(optimizer[key])
+            for key in ("learning_rate", "momentum", "nesterov", "weight_decay") if key in optimizer}},
+        "loss": model.loss,
+        "fit": {"batch_size": config.training.batch_size, "epochs": config.training.epochs, "replicas": replicas,
+                "train_split": config.data.train_split, "validation_split": config.data.validation_split},
+        "reduce_lr": {"monitor": reduce_lr.monitor, "factor": reduce_lr.factor, "patience": reduce_lr.patience},
+        "early_stopping": {"monitor": early_stopping.monitor, "patience": early_stopping.patience,
+                           "restore_best_weights": early_stopping.restore_best_weights},
+        "callbacks": [type(callback).__name__ for callback in callbacks],
+        "data_splits": sizes,
+        "steps_per_epoch": math.ceil(sizes[config.data.train_split] / config.training.batch_size) if sizes else None,
+    }
