@@ -97,9 +97,10 @@ def test_whole_image_faces_match_the_model_on_raw_pixels(exported, tmp_path, cap
     for index, face in enumerate(faces):
         paths.append(str(tmp_path / f"face{index}.png"))
         cv2.imwrite(paths[-1], face)
-    status, lines, err = run_predict(capsys, "--model", exported["keras"], "--whole-image", *paths)
+    model = exported["tflite"]["float32"]
+    status, lines, err = run_predict(capsys, "--model", model, "--whole-image", *paths)
     assert status == 0, err
-    expected = predict.KerasClassifier(exported["keras"]).classify(faces)
+    expected = predict.TFLiteClassifier(model).classify(faces)
     for line, probabilities in zip(lines, expected):
         assert line["box"] == [0, 0, 48, 48]
         np.testing.assert_allclose(list(line["probabilities"].values()), probabilities, atol=1e-5)

@@ -107,26 +107,22 @@ def test_saved_model_cli_lists_both_signatures(exported):
 
 @pytest.mark.parametrize("encoded", [False, True], ids=["pixels", "base64"])
 def test_saved_model_cli_runs_the_rest_body(exported, tmp_path, encoded):
-    """`saved_model_cli run` with the tensors decoded from the exact body RestClient sends."""
+    """`saved_model_cli run` with the inputs of the exact body RestClient sends: the pixel lists
+    as an `--input_exprs` Python literal, the base64-decoded bytes as an `--inputs` .npy file."""
     body = rest_predict_body(**({"encoded_images": encode_png(FACES)} if encoded else {"images": FACES}))
-    key, tensor = tensors_from_rest_body(json.loads(json.dumps(body)))
-    np.save(tmp_path / "input.npy", tensor, allow_pickle=True)
+    body = json.loads(json.dumps(body))
+    if encoded:
+        key, tensor = tensors_from_rest_body(body)
+        np.save(tmp_path / "input.npy", tensor, allow_pickle=True)
+        feed = ["--inputs", f"{key}={tmp_path / 'input.npy'}"]
+    else:
+        feed = ["--input_exprs", f"{PIXELS_INPUT}={body['inputs'][PIXELS_INPUT]}"]
     saved_model_cli(
         "run", "--dir", exported["saved_model"], "--tag_set", "serve", "--signature_def", body["signature_name"],
-        "--inputs", f"{key}={tmp_path / 'input.npy'}", "--outdir", str(tmp_path / "out"),
+        *feed, "--outdir", str(tmp_path / "out"),
     )
     outputs = {name: np.load(tmp_path / "out" / f"{name}.npy", allow_pickle=True) for name in OUTPUT_KEYS}
     assert_matches_keras(outputs, exported["reference"])
-
-
-def test_saved_model_cli_runs_an_input_expression(exported, tmp_path):
-    """`--input_exprs`: the pixels of one face as the Python literal a client would type."""
-    saved_model_cli(
-        "run", "--dir", exported["saved_model"], "--tag_set", "serve", "--signature_def", PIXELS_SIGNATURE,
-        "--input_exprs", f"{PIXELS_INPUT}={FACES[:1].tolist()}", "--outdir", str(tmp_path),
-    )
-    outputs = {name: np.load(tmp_path / f"{name}.npy", allow_pickle=True) for name in OUTPUT_KEYS}
-    assert_matches_keras(outputs, exported["reference"][:1])
 
 
 class FakeRestServer(http.server.ThreadingHTTPServer):
