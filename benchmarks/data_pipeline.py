@@ -13,7 +13,7 @@ Measures, in one run on the same file (images per second):
 and writes them with the ratios to (d), plus the machine, versions, git commit
 and the command, as JSON::
 
-    python benchmarks/data_pipeline.py \\
+    python -m benchmarks.data_pipeline \\
         --csv ../shared/data/fer2013/fer2013_train_public.csv.gz \\
         --output benchmarks/results/data_pipeline.json
 """
@@ -23,11 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import shlex
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -36,9 +31,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks.common import REPO_ROOT, RESULTS_DIR, report_header, timed, write_report  # noqa: E402
 from keras_fer.data import USAGES, fer2013_dataset, read_fer2013  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CSV = REPO_ROOT.parent / "shared" / "data" / "fer2013" / "fer2013_train_public.csv.gz"
 
 
@@ -53,53 +48,19 @@ def count_images(dataset: tf.data.Dataset) -> int:
     return sum(int(labels.shape[0]) for _, labels in dataset)
 
 
-def timed(function) -> tuple[float, object]:
-    start = time.perf_counter()
-    result = function()
-    return time.perf_counter() - start, result
-
-
 def measure(name: str, images: int, seconds: float, note: str) -> dict:
     print(f"{name:<42} {images:>6} images {seconds:7.2f} s {images / seconds:9.0f} images/s", flush=True)
     return {"images": images, "seconds": round(seconds, 3), "images_per_second": round(images / seconds, 1), "what": note}
 
 
-def machine() -> dict:
-    model = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-        platform.processor(),
-    )
-    return {
-        "cpu": model,
-        "logical_cores": os.cpu_count(),
-        "cores_available_to_this_process": len(os.sched_getaffinity(0)),
-        "load_average_1_5_15_min_at_start": [round(x, 2) for x in os.getloadavg()],
-        "platform": platform.platform(),
-    }
-
-
-def git_commit() -> str:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
-
-    dirty = git("status", "--porcelain", "--", "keras_fer/data", "benchmarks/data_pipeline.py")
-    return git("rev-parse", "HEAD") + (" (keras_fer/data or this script modified)" if dirty else "")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV, help="FER2013 CSV (plain or .gz)")
-    parser.add_argument("--output", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "data_pipeline.json")
+    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "data_pipeline.json")
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
-    report = {
-        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
-        "file": str(args.csv),
-        "machine": machine(),
-        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__, "numpy": np.__version__, "pandas": pd.__version__},
-        "git_commit": git_commit(),
-        "results": {},
-    }
+    report = report_header(["keras_fer/data", "benchmarks/data_pipeline.py"], tf, np, pd)
+    report.update({"file": str(args.csv), "results": {}})
     results = report["results"]
 
     args.csv.read_bytes()  # the file in the OS page cache for every loader alike
@@ -127,13 +88,11 @@ def main() -> None:
 
     naive_rate = results["naive_pandas_numpy"]["images_per_second"]
     report["ratio_to_naive"] = {name: round(result["images_per_second"] / naive_rate, 2) for name, result in results.items() if name != "naive_pandas_numpy"}
-    report["machine"]["load_average_1_5_15_min_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["note"] = (
         "One run, wall-clock times. The CPU is shared with other engineers' jobs while this ran (see the load "
         "averages against the available cores), so absolute rates are noisy; the ratios come from the same run."
     )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(report, args.output)
     print(json.dumps(report["ratio_to_naive"], indent=2))
 
 

@@ -1,0 +1,96 @@
+"""tools/results_table.py: the README table's numbers come from the run files, nothing else."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from keras_fer import config as config_lib
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "results_table.py"
+spec = importlib.util.spec_from_file_location("results_table", TOOL)
+results_table = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(results_table)
+
+
+def write_run(root, name, accuracy, overrides=(), wall_time=3000.0, code_version="0123456789abcdef"):
+    """A fake run directory: resolved config.yaml and a metrics.json shaped like training's."""
+    directory = root / name
+    directory.mkdir(parents=True)
+    config = config_lib.load_config(None, ["model.input_size=64", "model.width=16", *overrides])
+    (directory / "config.yaml").write_text(config_lib.to_yaml(config))
+    metrics = {
+        "best_epoch": 7,
+        "best_val_accuracy": accuracy,
+        "epochs_run": 11,
+        "validation": {"split": "PublicTest", "accuracy": accuracy, "macro_f1": accuracy - 0.1,
+                       "confusion_matrix": {"counts": [[1]]}},
+        "test": {"split": "PrivateTest", "status": "absent"},
+        "code_version": code_version,
+        "seed": 42,
+        "wall_time_seconds": wall_time,
+    }
+    (directory / "metrics.json").write_text(json.dumps(metrics))
+    return directory
+
+
+@pytest.fixture
+def ablation(tmp_path):
+    write_run(tmp_path, "fer2013_cpu", 0.6543, wall_time=5280.0)
+    write_run(tmp_path, "fer2013_cpu_no_masks", 0.6111, ["model.use_masks=false"], code_version="fedcba9876543210")
+    write_run(tmp_path, "fer2013_cpu_no_eca", 0.6432, ["model.use_eca=false"])
+    return tmp_path
+
+
+def table_rows(block):
+    return {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
+            for line in block.splitlines() if line.startswith("| [")}
+
+
+def test_rows_carry_the_figures_of_each_run(ablation):
+    rows = table_rows(results_table.markdown_table(results_table.load_runs(ablation)))
+    full = rows["[fer2013_cpu](results/fer2013_cpu/)"]
+    assert full == ["ResNet34 + ECA-U-Net masks", "64, 16", "11 (7)", "65.43% (PublicTest)", "0.554",
+                    "78.1% (Tian et al. 2024 (this network))", "88 min", "`0123456`"]
+    no_masks = rows["[fer2013_cpu_no_masks](results/fer2013_cpu_no_masks/)"]
+    assert no_masks[0] == "plain ResNet34 (no masks)"
+    assert no_masks[3] == "61.11% (PublicTest)" and no_masks[5] == "—" and no_masks[7] == "`fedcba9`"
+    no_eca = rows["[fer2013_cpu_no_eca](results/fer2013_cpu_no_eca/)"]
+    assert no_eca[0] == "masks without ECA" and no_eca[3] == "64.32% (PublicTest)"
+    assert no_eca[5].startswith("74.14%")
+
+
+def test_ablation_sentence_is_computed_from_the_runs(ablation):
+    block = results_table.markdown_table(results_table.load_runs(ablation))
+    assert "+4.3 points over a plain ResNet34" in block  # 65.43 - 61.11
+    assert "+1.1 points over masks without it" in block  # 65.43 - 64.32
+
+
+def test_ablation_ignores_runs_that_differ_in_more_than_the_masks(tmp_path):
+    write_run(tmp_path, "full", 0.65)
+    write_run(tmp_path, "plain_longer", 0.60, ["model.use_masks=false", "training.epochs=99"])
+    block = results_table.markdown_table(results_table.load_runs(tmp_path))
+    assert "no full-model run has a plain-ResNet34 run of the same configuration" in block
+
+
+def test_readme_is_rewritten_between_the_markers_only(ablation, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\n{results_table.START_MARKER}\nold table\n{results_table.END_MARKER}\n\nAfter.\n")
+    results_table.main(["--results", str(ablation), "--readme", str(readme)])
+    text = readme.read_text()
+    assert text.startswith("# Title\n\n<!-- results:start -->") and text.endswith("<!-- results:end -->\n\nAfter.\n")
+    assert "old table" not in text and "65.43% (PublicTest)" in text
+
+
+def test_missing_file_and_missing_markers_are_clear_errors(tmp_path, capsys):
+    directory = write_run(tmp_path, "broken", 0.5)
+    (directory / "config.yaml").unlink()
+    (directory / "config.yaml").mkdir()  # unreadable as a file: not silently skipped
+    with pytest.raises(SystemExit):
+        results_table.main(["--results", str(tmp_path)])
+    (directory / "config.yaml").rmdir()
+    with pytest.raises(results_table.ResultsError, match="config.yaml is missing"):
+        results_table.load_runs(tmp_path)
+    with pytest.raises(results_table.ResultsError, match="no <!-- results:start -->"):
+        results_table.replace_between_markers("no markers here", "table")
