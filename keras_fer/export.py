@@ -266,7 +266,7 @@ def export(
     class_names=None,
     representative_data=None,
     parity_data=None,
-    calibration_samples=200,
+    calibration_samples=500,
     parity_samples=500,
     seed=0,
     min_top1_agreement=None,
@@ -387,7 +387,7 @@ def parse_args(argv=None):
     parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="TF Serving model name")
     parser.add_argument("--version", type=int, help="SavedModel version (default: the next free one)")
     parser.add_argument("--class-names", help="comma-separated class names (default: the run's, or FER2013's)")
-    parser.add_argument("--calibration-samples", type=int, default=200)
+    parser.add_argument("--calibration-samples", type=int, default=500)
     parser.add_argument("--parity-samples", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
