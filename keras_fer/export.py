@@ -16,7 +16,7 @@
   agreement is below `MIN_TOP1_AGREEMENT`.
 
     python export.py --model runs/quickstart/best.keras --output-dir runs/quickstart/export \
-        --format all --quantize none float16 dynamic int8 --representative-data data/synthetic.csv
+        --format all --quantize none float16 dynamic int8
 """
 
 import argparse
@@ -402,7 +402,9 @@ def main(argv=None):
             args.class_names.split(",") if args.class_names else None, args.representative_data,
             args.parity_data, args.calibration_samples, args.parity_samples, args.seed,
         )
-    except (ModelError, ParityError) as error:
+    # ValueError and OSError: a representative-data CSV that is missing, breaks the format
+    # (FER2013FormatError) or lacks a split; their messages name the file.
+    except (ModelError, ParityError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

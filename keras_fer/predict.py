@@ -6,7 +6,8 @@ that cannot be read, holds no face, or a model that cannot be loaded gives a mes
 the file, and the other files are still processed; the exit status is 1 if any file failed.
 
     python predict.py --model runs/quickstart/best.keras photo.jpg other.png
-    python predict.py --model export/keras_fer --annotate out/ --masks out/ photo.jpg
+    python predict.py --model runs/quickstart/export/keras_fer --annotate out/ photo.jpg
+    python predict.py --model runs/quickstart/best.keras --masks out/ photo.jpg
 """
 
 import argparse

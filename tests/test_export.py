@@ -211,3 +211,11 @@ def test_missing_or_corrupt_model_is_reported(tmp_path, capsys):
     for path in (str(tmp_path / "missing.keras"), str(corrupt)):
         assert export_module.main(["--model", path, "--output-dir", str(tmp_path / "out")]) == 1
         assert path in capsys.readouterr().err
+
+
+def test_bad_representative_data_is_reported(exported, tmp_path, capsys):
+    missing = str(tmp_path / "missing.csv")
+    args = ["--model", exported["keras"], "--output-dir", str(tmp_path / "out")]
+    assert export_module.main([*args, "--representative-data", missing]) == 1
+    assert missing in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
