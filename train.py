@@ -18,7 +18,7 @@ def parse_args(argv):
         description="Train on FER2013 (or the built-in synthetic faces) with model.fit and Keras callbacks. "
         "Running the same command again on an unfinished run resumes it.",
     )
-    parser.add_argument("--config", required=True, help="YAML configuration, e.g. configs/paper.yaml")
+    parser.add_argument("--config", help="YAML configuration, e.g. configs/paper.yaml (required)")
     parser.add_argument("--data", help="fer2013.csv or .csv.gz; overrides data.source")
     parser.add_argument("--output-dir", help="run directory (default: runs/<config name>)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -27,7 +27,10 @@ def parse_args(argv):
     parser.add_argument("--dry-run", action="store_true",
                         help="build data, model, optimizer and callbacks, print their settings as JSON, train nothing")
     parser.add_argument("--list-keys", action="store_true", help="print every config key with its type and doc")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.config is None and not args.list_keys:
+        parser.error("the following arguments are required: --config")
+    return args
 
 
 def main(argv=None):

@@ -140,7 +140,9 @@ class TrainingConfig:
     monitor: str = field("val_accuracy", "quantity that picks the best epoch and drives the callbacks",
                          ("val_accuracy", "val_loss"))
     seed: int = field(42, "seed of weights, shuffling and augmentation")
-    verbose: typing.Union[int, str] = field("auto", "Keras progress: auto, 0 silent, 1 progress bar, 2 one line per epoch")
+    verbose: typing.Union[int, str] = field(
+        "auto", "Keras progress: auto, 0 silent, 1 progress bar, 2 one line per epoch", ("auto", 0, 1, 2)
+    )
     optimizer: OptimizerConfig = field(OptimizerConfig(), "optimizer settings")
     reduce_lr: ReduceLRConfig = field(ReduceLRConfig(), "learning-rate reduction on a plateau")
     early_stopping: EarlyStoppingConfig = field(EarlyStoppingConfig(), "early stopping")
@@ -151,7 +153,9 @@ class RuntimeConfig:
     """How the computation runs: precision, compilation and devices."""
 
     mixed_precision: str = field("float32", "Keras dtype policy", PRECISION_POLICIES)
-    jit_compile: typing.Union[bool, str] = field("auto", "XLA compilation: true, false or auto (Keras decides)")
+    jit_compile: typing.Union[bool, str] = field(
+        "auto", "XLA compilation: true, false or auto (Keras decides)", (True, False, "auto")
+    )
     strategy: str = field(
         "default",
         "tf.distribute strategy: default (none), one_device, mirrored (local GPUs, else local CPUs), "

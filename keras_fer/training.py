@@ -40,7 +40,9 @@ from keras_fer import evaluation
 from keras_fer.models import build_model
 
 # Entries of a run directory that `--overwrite` removes; anything else is left alone.
-RUN_ENTRIES = ("config.yaml", "best.keras", "last.keras", "history.csv", "metrics.json", "logs", "backup", "data")
+RUN_ENTRIES = (
+    "config.yaml", "best.keras", "last.keras", "history.csv", "metrics.json", "logs", "backup", "data", "workers",
+)
 
 
 class RunError(RuntimeError):
@@ -83,10 +85,9 @@ def prepare_run_directory(paths, config, overwrite=False, dry_run=False):
         RunError: the directory holds other files, a different run or a finished run,
             and `overwrite` is False.
     """
-    resolved = config_lib.to_yaml(config)
-    existing = sorted(entry.name for entry in paths.root.iterdir()) if paths.root.is_dir() else []
     if paths.root.exists() and not paths.root.is_dir():
         raise RunError(f"--output-dir {paths.root} is a file, not a directory")
+    existing = sorted(entry.name for entry in paths.root.iterdir()) if paths.root.is_dir() else []
     if existing and not overwrite:
         if not paths.config.exists():
             raise RunError(
@@ -119,7 +120,7 @@ def prepare_run_directory(paths, config, overwrite=False, dry_run=False):
         elif entry.exists():
             entry.unlink()
     paths.root.mkdir(parents=True, exist_ok=True)
-    paths.config.write_text(resolved)
+    paths.config.write_text(config_lib.to_yaml(config))
     return False
 
 
@@ -459,8 +460,9 @@ def train(config, output_dir, overwrite=False, dry_run=False):
         compile_model(model, config)
     callbacks = make_callbacks(config, paths)
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    devices = f"strategy {config.runtime.strategy} ({replicas} replica(s))" if strategy is not None else "one device"
     print(f"Model {model.name}: {model.count_params():,} parameters; policy {config.runtime.mixed_precision}, "
-          f"jit_compile {config.runtime.jit_compile}, strategy {config.runtime.strategy} ({replicas} replica(s))")
+          f"jit_compile {config.runtime.jit_compile}, {devices}")
     if dry_run:
         return dry_run_report(config, model, callbacks, sizes, replicas)
 

@@ -71,6 +71,8 @@ def test_integers_widen_to_floats_but_booleans_are_not_numbers():
         ("training: 5\n", r"^training: expected a mapping, got 5"),
         ("runtime:\n  strategy: mirorred\n", r"^runtime\.strategy: 'mirorred' is not one of default, one_device"),
         ("runtime:\n  jit_compile: 1\n", r"^runtime\.jit_compile: expected true/false or a string, got 1"),
+        ("runtime:\n  jit_compile: always\n", r"^runtime\.jit_compile: 'always' is not one of True, False, auto"),
+        ("training:\n  verbose: 3\n", r"^training\.verbose: 3 is not one of auto, 0, 1, 2"),
     ],
 )
 def test_bad_values_are_errors_naming_the_key(tmp_path, text, message):

@@ -190,7 +190,7 @@ train.main(sys.argv[1:])
 
 def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
     data = write_synthetic_fer2013(tmp_path / "faces.csv", {"Training": 8, "PublicTest": 4}, seed=3)
-    overrides = TINY + ["training.epochs=2", "runtime.strategy=mirrored", "data.test_split=PublicTest"]
+    overrides = TINY + ["training.epochs=2", "runtime.strategy=mirrored"]
     process = subprocess.run(
         [sys.executable, "-c", MIRRORED_DRIVER, "--config", "configs/quickstart.yaml", "--data", data,
          "--output-dir", str(tmp_path / "run"), *[a for o in overrides for a in ("--set", o)]],
@@ -200,6 +200,8 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
     assert "strategy mirrored (2 replica(s))" in process.stdout
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["replicas"] == 2 and metrics["epochs_run"] == 2
+    # The file has no PrivateTest rows: reported absent, not replaced by another split.
+    assert metrics["test"]["split"] == "PrivateTest" and metrics["test"]["status"] == "absent"
     assert all(math.isfinite(row["loss"]) for row in read_history(tmp_path / "run" / "history.csv"))
 
 
