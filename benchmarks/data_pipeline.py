@@ -31,10 +31,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks.common import REPO_ROOT, RESULTS_DIR, report_header, timed, write_report  # noqa: E402
+from benchmarks.common import DATA_FILE, RESULTS_DIR, report_header, timed, write_report  # noqa: E402
 from keras_fer.data import USAGES, fer2013_dataset, read_fer2013  # noqa: E402
-
-DEFAULT_CSV = REPO_ROOT.parent / "shared" / "data" / "fer2013" / "fer2013_train_public.csv.gz"
 
 
 def naive_load(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +53,7 @@ def measure(name: str, images: int, seconds: float, note: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--csv", type=Path, default=DEFAULT_CSV, help="FER2013 CSV (plain or .gz)")
+    parser.add_argument("--csv", type=Path, default=DATA_FILE, help="FER2013 CSV (plain or .gz)")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "data_pipeline.json")
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()

@@ -140,12 +140,12 @@ def markdown_table(runs):
     return "\n".join(lines)
 
 
-def replace_between_markers(text, block):
-    """`text` with the part from START_MARKER to END_MARKER replaced by `block`."""
-    start, end = text.find(START_MARKER), text.find(END_MARKER)
+def replace_between_markers(text, block, start_marker=START_MARKER, end_marker=END_MARKER):
+    """`text` with the part from `start_marker` to `end_marker` replaced by `block`."""
+    start, end = text.find(start_marker), text.find(end_marker)
     if start < 0 or end < start:
-        raise ResultsError(f"the file has no {START_MARKER} ... {END_MARKER} pair to replace")
-    return text[:start] + block + text[end + len(END_MARKER):]
+        raise ResultsError(f"the file has no {start_marker} ... {end_marker} pair to replace")
+    return text[:start] + block + text[end + len(end_marker):]
 
 
 def main(argv=None):

@@ -1,0 +1,181 @@
+"""Inference speed of every deployable form of the model: the Keras model, the serving SavedModel
+and the four TFLite variants (float32, float16, dynamic, int8), at the CPU size and the paper size.
+
+For each configuration (`configs/fer2013_cpu.yaml`, `configs/paper.yaml`) the network is built
+as `train.py` builds it (weights as initialized: speed does not depend on their values),
+saved as `.keras`, exported with the export engineer's functions
+(`keras_fer.export.export_saved_model`, `convert_tflite`; int8 calibrated on real Training
+faces) and loaded with the classifiers `predict.py` uses (`keras_fer.predict.load_classifier`:
+`predict_on_batch`, the `serving_default` signature, the LiteRT interpreter with its default
+threads). Each takes raw uint8 48x48 faces, preprocessing included. Reported per variant:
+
+* latency at batch 1: median and 90th percentile of `--runs` calls after `--warmup` calls;
+* throughput at batch 64: 64 / median time of a batch-64 call (`--batch-runs` calls after one
+  warm-up call);
+* the cores it kept busy (process CPU time / wall time over the timed calls), the file size and
+  the export time.
+
+Each configuration runs in its own process. The paper size is heavy (44 GFLOPs a face; the
+float32 TFLite file is about 550 MB): it uses fewer calls, and a variant that fails or exceeds
+the time left is recorded with the reason instead of a number.
+
+    python -m benchmarks.inference            # about 8 minutes on 2 cores
+    python -m benchmarks.inference --quick    # CPU size only, few calls
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from benchmarks import common  # noqa: E402
+
+MODULE = "benchmarks.inference"
+THROUGHPUT_BATCH = 64
+TFLITE_VARIANTS = ("none", "float16", "dynamic", "int8")  # keras_fer.export.QUANTIZATIONS
+# Calls per measurement: (batch-1 warm-up, batch-1 timed, batch-64 timed) for each size.
+CALLS = {"cpu": (5, 50, 5), "paper": (2, 10, 1)}
+QUICK_CALLS = (2, 5, 1)
+CALIBRATION_FACES = {"cpu": 100, "paper": 20}
+
+
+def build_and_save(config_name, path):
+    """The configuration's network as `train.py` builds it, saved to `path`; returns the config."""
+    from keras_fer import config as config_lib
+    from keras_fer import training
+
+    config = config_lib.load_config(common.REPO_ROOT / common.CONFIGS[config_name])
+    keras.utils.set_random_seed(config.training.seed)
+    model = training.make_model(config, 7)
+    model.save(path)
+    return config
+
+
+def export_variant(variant, keras_path, saved_model_dir, calibration_faces):
+    """Writes one exported form next to `keras_path` with `keras_fer.export`; returns its path."""
+    from keras_fer import export
+    from keras_fer.data import class_names
+
+    names = class_names("fer2013")
+    if variant == "saved_model":
+        model = keras.saving.load_model(keras_path, compile=False)
+        return export.export_saved_model(model, names, saved_model_dir)
+    quantization = variant.removeprefix("tflite_")
+    path = Path(keras_path).with_name(f"model_{quantization}.tflite")
+    path.write_bytes(export.convert_tflite(saved_model_dir, {"float32": "none"}.get(quantization, quantization),
+                                           names, calibration_faces))
+    return str(path)
+
+
+def time_calls(function, faces, warmup, runs):
+    """Seconds of each of `runs` calls of `function(faces)` after `warmup` calls, and cores busy."""
+    for _ in range(warmup):
+        function(faces)
+    seconds, cpu_start, wall_start = [], time.process_time(), time.perf_counter()
+    for _ in range(runs):
+        start = time.perf_counter()
+        function(faces)
+        seconds.append(time.perf_counter() - start)
+    cores = (time.process_time() - cpu_start) / (time.perf_counter() - wall_start)
+    return seconds, round(cores, 2)
+
+
+def measure_variant(path, faces, calls):
+    """Latency at batch 1 and throughput at batch 64 of the model at `path`."""
+    from keras_fer.predict import load_classifier
+
+    warmup, runs, batch_runs = calls
+    classifier = load_classifier(str(path))
+    seconds, cores = time_calls(classifier.classify, faces[:1], warmup, runs)
+    latency = {**common.summarize_seconds(seconds), "cores_busy": cores}
+    seconds, cores = time_calls(classifier.classify, faces[:THROUGHPUT_BATCH], 1, batch_runs)
+    batch = common.summarize_seconds(seconds)
+    throughput = {"images_per_second": round(THROUGHPUT_BATCH / (batch["median_ms"] / 1e3), 2),
+                  "batch": THROUGHPUT_BATCH, **batch, "cores_busy": cores}
+    return {"latency_batch_1": latency, "throughput": throughput}
+
+
+def measure_configuration(payload):
+    """Exports and measures every variant of one configuration, in order, within `seconds_left`."""
+    from keras_fer.export import CALIBRATION_SPLIT, path_size, read_faces
+
+    name, deadline = payload["config"], time.monotonic() + payload["seconds_left"]
+    calls = tuple(payload["calls"])
+    faces = read_faces(str(common.DATA_FILE), "PublicTest", THROUGHPUT_BATCH, seed=0)
+    calibration = read_faces(str(common.DATA_FILE), CALIBRATION_SPLIT, payload["calibration_faces"], seed=0)
+    results = {}
+    with tempfile.TemporaryDirectory() as workdir:
+        keras_path = os.path.join(workdir, "model.keras")
+        saved_model_dir = os.path.join(workdir, "saved_model")
+        config = build_and_save(name, keras_path)
+        paths = {"keras": keras_path}
+        for variant in payload["variants"]:
+            if time.monotonic() > deadline:
+                results[variant] = {"skipped": "the time budget of this configuration ran out before it"}
+                continue
+            try:
+                start = time.perf_counter()
+                if variant != "keras":
+                    paths[variant] = export_variant(variant, keras_path, saved_model_dir, calibration)
+                entry = {"export_seconds": round(time.perf_counter() - start, 1),
+                         "size_bytes": path_size(paths[variant])}
+                entry.update(measure_variant(paths[variant], faces, calls))
+            except Exception as error:  # a failed variant is reported; the others still run
+                entry = {"error": f"{type(error).__name__}: {error}"[:500]}
+            results[variant] = entry
+            print(f"{name} {variant}: {entry}", flush=True)
+            gc.collect()
+    return {
+        "config_file": common.CONFIGS[name],
+        "backbone_input": config.model.input_size,
+        "width": config.model.width,
+        "calls": dict(zip(("batch_1_warmup", "batch_1_runs", "batch_64_runs"), calls)),
+        "calibration_faces": payload["calibration_faces"],
+        "variants": results,
+    }
+
+
+def main(argv=None):
+    parser = common.argument_parser(__doc__)
+    parser.add_argument("--quick", action="store_true", help="smoke run: CPU size only, few calls")
+    parser.add_argument("--configs", nargs="+", choices=common.CONFIGS, help="default: cpu paper (quick: cpu)")
+    parser.add_argument("--variants", nargs="+", default=["keras", "saved_model"] +
+                        [f"tflite_{'float32' if q == 'none' else q}" for q in TFLITE_VARIANTS])
+    parser.add_argument("--seconds-per-config", type=float, default=480,
+                        help="no new variant starts after this many seconds of a configuration (default 480)")
+    parser.add_argument("--output", type=Path,
+                        help="report path (default benchmarks/results/inference[_quick].json)")
+    args = parser.parse_args(argv)
+    if args.child:
+        common.report_to_parent(measure_configuration(args.child))
+        return
+    import ai_edge_litert
+
+    report = common.report_header(["keras_fer", "configs", "benchmarks"], tf, keras, np, ai_edge_litert)
+    report["definitions"] = {
+        "latency_batch_1": "wall time of one classify() call on one raw face (preprocessing included), ms",
+        "throughput": f"{THROUGHPUT_BATCH} / median wall time of a batch-{THROUGHPUT_BATCH} classify() call",
+        "cores_busy": "process CPU time / wall time over the timed calls (2 = both cores)",
+        "classify": "keras_fer.predict.load_classifier(path).classify: Keras predict_on_batch, SavedModel "
+                    "serving_default, LiteRT interpreter (default threads)",
+    }
+    report["configurations"] = {}
+    for name in args.configs or (["cpu"] if args.quick else list(common.CONFIGS)):
+        payload = {"config": name, "variants": args.variants, "seconds_left": args.seconds_per_config,
+                   "calls": QUICK_CALLS if args.quick else CALLS[name],
+                   "calibration_faces": 10 if args.quick else CALIBRATION_FACES[name]}
+        report["configurations"][name] = common.run_child(MODULE, payload, timeout=args.seconds_per_config + 900)
+    common.write_report(report, args.output or common.RESULTS_DIR / f"inference{'_quick' if args.quick else ''}.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Markdown tables of the benchmark reports in benchmarks/results/, for docs/benchmarks.md.
+
+    python -m benchmarks.report                              # print the tables
+    python -m benchmarks.report --docs docs/benchmarks.md    # rewrite them between the markers
+
+The tables are read from the JSON files only, so the documentation cannot drift from the
+measurements: rerun the benchmarks, then this.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from benchmarks.common import RESULTS_DIR
+from tools.results_table import replace_between_markers
+
+START_MARKER = "<!-- benchmarks:start -->"
+END_MARKER = "<!-- benchmarks:end -->"
+
+
+def table(header, rows):
+    """A Markdown table from a header list and rows of cells."""
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows])
+
+
+def run_line(report):
+    """One line naming the command, commit, machine and load of a report."""
+    machine = report["machine"]
+    return (f"`{report['command']}` at commit `{report['git_commit'][:7]}`, {report.get('started_utc', 'time not recorded')} "
+            f"({machine['cpu']}, {machine['logical_cores']} logical cores; load average "
+            f"{machine['load_average_1_5_15_min_at_start'][0]} at the start, "
+            f"{machine['load_average_1_5_15_min_at_end'][0]} at the end).")
+
+
+def changes(row, baseline):
+    """The settings in which a row differs from the baseline, as text."""
+    changed = {key: value for key, value in row["settings"].items() if baseline.get(key) != value}
+    return ", ".join(f"{key}={value}" for key, value in changed.items()) or "baseline"
+
+
+def train_throughput_section(report):
+    configurations, baseline = report["configurations"], report["definitions"]["baseline"]
+    matmul = report["matmul"]["runs_before_and_after"]
+    best = {dtype: max(run[dtype]["flops_per_second"] for run in matmul if dtype in run) for dtype in ("float32", "bfloat16")}
+    sizes = table(
+        ["configuration", "backbone input, width", "parameters", "forward GFLOPs/image", "training GFLOPs/image"],
+        [[f"{name} (`{config['config_file']}`)", f"{config['backbone_input'][0]}, {config['width']}",
+          f"{config['parameters']:,}", f"{config['forward_flops_per_image'] / 1e9:.3f}",
+          f"{config['training_flops_per_image'] / 1e9:.3f}"] for name, config in configurations.items()],
+    )
+    rows = []
+    for row in report["rows"]:
+        if "step" not in row:
+            rows.append([row["config"], changes(row, baseline), row["batch_size"], "—", "—", "—", "—", "—",
+                         row["error"]])
+            continue
+        step = row["step"]
+        rows.append([row["config"], changes(row, baseline), row["batch_size"], f"{row['images_per_second']:.1f}",
+                     f"{step['median_ms']:.0f} ({step['p90_ms']:.0f})", f"{row['first_step_seconds']:.0f}",
+                     f"{row['flops_per_second'] / 1e9:.1f}", f"{row['figure_of_merit']:.2f}", ""])
+    return "\n\n".join([
+        "### Training throughput (`benchmarks/train_throughput.py`)",
+        run_line(report),
+        f"Reference: a {report['matmul']['size']}² `tf.linalg.matmul` reached {best['float32'] / 1e9:.1f} GFLOP/s in "
+        f"float32 and {best['bfloat16'] / 1e9:.1f} GFLOP/s in bfloat16 (best of the runs before and after the rows).",
+        sizes,
+        table(["configuration", "change from baseline", "batch", "images/s", "step ms, median (p90)",
+               "first step s", "GFLOP/s", "÷ float32 matmul", "note"], rows),
+    ])
+
+
+def inference_section(report):
+    parts = ["### Inference (`benchmarks/inference.py`)", run_line(report)]
+    for name, configuration in report["configurations"].items():
+        if "variants" not in configuration:
+            parts.append(f"{name}: {configuration.get('error')}")
+            continue
+        rows = []
+        for variant, entry in configuration["variants"].items():
+            if "latency_batch_1" not in entry:
+                rows.append([variant, "—", "—", "—", "—", "—", "—", entry.get("error") or entry.get("skipped")])
+                continue
+            latency, throughput = entry["latency_batch_1"], entry["throughput"]
+            rows.append([variant, f"{entry['size_bytes'] / 2**20:.1f}", f"{entry['export_seconds']:.0f}",
+                         f"{latency['median_ms']:.1f}", f"{latency['p90_ms']:.1f}",
+                         f"{throughput['images_per_second']:.1f}",
+                         f"{latency['cores_busy']:.1f} / {throughput['cores_busy']:.1f}", ""])
+        parts.append(f"**{name}** (`{configuration['config_file']}`: backbone input {configuration['backbone_input']}, "
+                     f"width {configuration['width']}; calls {configuration['calls']})")
+        parts.append(table(["variant", "MiB", "export s", "batch 1 median ms", "batch 1 p90 ms", "batch 64 images/s",
+                            "cores busy (b1 / b64)", "note"], rows))
+    return "\n\n".join(parts)
+
+
+def data_pipeline_section(report):
+    rows = [[name, result["what"], f"{result['images_per_second']:.0f}", report["ratio_to_naive"].get(name, 1.0)]
+            for name, result in report["results"].items()]
+    return "\n\n".join(["### Data pipeline (`benchmarks/data_pipeline.py`)", run_line(report),
+                        table(["measurement", "what", "images/s", "ratio to naive"], rows)])
+
+
+SECTIONS = {"train_throughput": train_throughput_section, "inference": inference_section,
+            "data_pipeline": data_pipeline_section}
+
+
+def markdown(results_dir=RESULTS_DIR):
+    """The Markdown block of every report present, markers included."""
+    parts = [START_MARKER, "<!-- generated by `python -m benchmarks.report --docs docs/benchmarks.md` -->"]
+    for name, section in SECTIONS.items():
+        path = Path(results_dir) / f"{name}.json"
+        parts.append(section(json.loads(path.read_text())) if path.exists() else f"({path.name}: not run yet)")
+    return "\n\n".join(parts + [END_MARKER])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, default=RESULTS_DIR, help="directory of the JSON reports")
+    parser.add_argument("--docs", type=Path, help="rewrite the tables between the markers in this file")
+    args = parser.parse_args(argv)
+    block = markdown(args.results)
+    if args.docs:
+        args.docs.write_text(replace_between_markers(args.docs.read_text(), block, START_MARKER, END_MARKER))
+    else:
+        print(block)
+
+
+if __name__ == "__main__":
+    main()
