@@ -268,14 +268,14 @@ def make_strategy(name):
         return None
     import tensorflow as tf
 
-    gpus = tf.config.list_logical_devices("GPU")
+    if name == "multi_worker":  # before anything else initializes TensorFlow's runtime
+        return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "default":
         return tf.distribute.get_strategy()
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
     if name == "one_device":
-        return tf.distribute.OneDeviceStrategy((gpus or tf.config.list_logical_devices("CPU"))[0].name)
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy([device.name for device in gpus or tf.config.list_logical_devices("CPU")])
-    return tf.distribute.MultiWorkerMirroredStrategy()
+        return tf.distribute.OneDeviceStrategy(devices[0].name)
+    return tf.distribute.MirroredStrategy([device.name for device in devices])
 
 
 def is_chief():
@@ -433,6 +433,8 @@ def train(config, output_dir, overwrite=False, dry_run=False):
         RunError: the data or the output directory is not usable (before any work).
     """
     started = time.monotonic()
+    # First: a multi-worker strategy must be created before TensorFlow runs any operation.
+    strategy = make_strategy(config.runtime.strategy)
     paths = RunPaths(Path(output_dir))
     if not is_chief():
         # Non-chief workers of a multi-worker job keep their own files apart.
@@ -452,7 +454,6 @@ def train(config, output_dir, overwrite=False, dry_run=False):
 
     keras.mixed_precision.set_global_policy(config.runtime.mixed_precision)
     keras.utils.set_random_seed(config.training.seed)
-    strategy = make_strategy(config.runtime.strategy)
     class_names = fer_data.class_names(config.data.labels)
 
     with strategy.scope() if strategy is not None else contextlib.nullcontext():

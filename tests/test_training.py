@@ -205,6 +205,26 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
     assert all(math.isfinite(row["loss"]) for row in read_history(tmp_path / "run" / "history.csv"))
 
 
+def test_multi_worker_strategy_is_created_before_tensorflow_starts(tmp_path):
+    """MultiWorkerMirroredStrategy fails once TensorFlow has run anything; a one-worker TF_CONFIG shows it."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        port = probe.getsockname()[1]
+    tf_config = {"cluster": {"worker": [f"localhost:{port}"]}, "task": {"type": "worker", "index": 0}}
+    data = write_synthetic_fer2013(tmp_path / "faces.csv", {"Training": 2, "PublicTest": 1}, seed=4)
+    overrides = TINY + ["runtime.strategy=multi_worker"]
+    process = subprocess.run(
+        [sys.executable, "train.py", "--config", "configs/quickstart.yaml", "--data", data, "--dry-run",
+         "--output-dir", str(tmp_path / "run"), *[a for o in overrides for a in ("--set", o)]],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, TF_CONFIG=json.dumps(tf_config), TF_CPP_MIN_LOG_LEVEL="2"),
+    )
+    assert process.returncode == 0, process.stdout + process.stderr
+    assert "strategy multi_worker (1 replica(s))" in process.stdout
+
+
 # --- the quick start learns --------------------------------------------------------------------------
 
 
