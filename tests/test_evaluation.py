@@ -2,7 +2,6 @@
 
 import json
 
-import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -67,7 +66,7 @@ def test_ten_crop_views_are_corner_and_center_crops_with_mirrors():
 
 
 def test_tta_averages_the_probabilities_of_the_views():
-    model = build_model(input_size=32, width=4, augmentation=None)
+    model = build_model(input_size=32, width=4, use_masks=False, augmentation=None)
     faces = np.random.default_rng(0).integers(0, 256, (6, 48, 48, 1), dtype=np.uint8)
     plain = model.predict(faces.astype("float32"), verbose=0)
     mirrored = model.predict(faces[:, :, ::-1].astype("float32"), verbose=0)
@@ -78,7 +77,7 @@ def test_tta_averages_the_probabilities_of_the_views():
 def saved_model_and_data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("evaluation")
     data = write_synthetic_fer2013(folder / "faces.csv", {"Training": 2, "PublicTest": 12}, seed=5)
-    model = build_model(input_size=32, width=4, augmentation=None)
+    model = build_model(input_size=32, width=4, use_masks=False, augmentation=None)
     model.save(folder / "model.keras")
     return folder, data, model
 
