@@ -146,6 +146,10 @@ class TrainingConfig:
     optimizer: OptimizerConfig = field(OptimizerConfig(), "optimizer settings")
     reduce_lr: ReduceLRConfig = field(ReduceLRConfig(), "learning-rate reduction on a plateau")
     early_stopping: EarlyStoppingConfig = field(EarlyStoppingConfig(), "early stopping")
+    time_limit_minutes: typing.Optional[float] = field(
+        None, "stop training (then evaluate as usual) once the next epoch would end past this many minutes; "
+        "null for no limit"
+    )
 
 
 @dataclasses.dataclass

@@ -378,6 +378,63 @@ def to_json_number(value):
     return None if value is None else float(value) if isinstance(value, float) or hasattr(value, "dtype") else value
 
 
+class EpochThroughput(keras.callbacks.Callback):
+    """Adds `train_seconds` and `train_images_per_second` (training batches only) to each epoch's logs.
+
+    The first epoch's figure includes tracing and compilation; later epochs are steady state.
+    """
+
+    def __init__(self, batch_size):
+        super().__init__()
+        self.batch_size = batch_size
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started, self.batches, self.seconds = time.monotonic(), 0, None
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+
+    def on_test_begin(self, logs=None):
+        # Validation runs inside the epoch; stop the training clock where it starts.
+        if self.seconds is None:
+            self.seconds = time.monotonic() - self.started
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = self.seconds if self.seconds is not None else time.monotonic() - self.started
+        if logs is not None:
+            logs["train_seconds"] = round(seconds, 2)
+            logs["train_images_per_second"] = round(self.batches * self.batch_size / seconds, 2)
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training when the next epoch would end after `minutes` (counted from `fit`'s start).
+
+    Between epochs it predicts from the last epoch's length, so a run normally ends on a whole
+    epoch; if one epoch alone overruns the limit, training stops after the current batch.
+    """
+
+    def __init__(self, minutes):
+        super().__init__()
+        self.seconds = minutes * 60.0
+
+    def on_train_begin(self, logs=None):
+        self.started = self.epoch_started = time.monotonic()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.monotonic() - self.started > self.seconds and not self.model.stop_training:
+            print(f"\nTime limit: {self.seconds / 60:g} minutes reached inside an epoch; stopping after this batch.")
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.monotonic()
+        if now + (now - self.epoch_started) - self.started > self.seconds and not self.model.stop_training:
+            print(f"Time limit: another epoch would end past {self.seconds / 60:g} minutes; stopping.")
+            self.model.stop_training = True
+
+
 def make_callbacks(config, paths):
     """The run's callbacks, in the order they must run at the end of an epoch.
 
@@ -398,6 +455,7 @@ def make_callbacks(config, paths):
     best = keras.callbacks.ModelCheckpoint(paths.best_model, monitor=monitor, save_best_only=True, verbose=1)
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
+        EpochThroughput(training.batch_size),
         reduce_lr,
         early_stopping,
         best,
@@ -409,6 +467,8 @@ def make_callbacks(config, paths):
         keras.callbacks.BackupAndRestore(paths.backup),
         keras.callbacks.CSVLogger(paths.history, append=True),
     ]
+    if training.time_limit_minutes is not None:
+        callbacks.append(TimeLimit(training.time_limit_minutes))
     if not uses_tensorflow():
         print(f"Notice: TensorBoard logging needs the TensorFlow backend; skipped on {backend_name()}.")
     elif importlib.util.find_spec("tensorboard") is None:

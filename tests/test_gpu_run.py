@@ -1,0 +1,73 @@
+"""tools/gpu_run.py: the folder carried to a GPU machine without TensorFlow, and a JAX run from it."""
+
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keras_fer.data import read_fer2013, write_synthetic_fer2013
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+GPU_RUN = REPO_ROOT / "tools" / "gpu_run.py"
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    """A pack of a small synthetic FER2013 file, with wheels for this machine's Python."""
+    root = tmp_path_factory.mktemp("gpu")
+    csv = write_synthetic_fer2013(root / "faces.csv", {"Training": 12, "PublicTest": 4, "PrivateTest": 3}, seed=5)
+    python_version = ".".join(platform.python_version_tuple()[:2])
+    subprocess.run(
+        [sys.executable, str(GPU_RUN), "pack", "--data", csv, "--out", str(root / "pack"),
+         "--python-version", python_version],
+        check=True, capture_output=True, text=True,
+    )
+    return root, csv
+
+
+def test_pack_holds_arrays_wheels_configs_and_scripts(packed):
+    root, _ = packed
+    pack = root / "pack"
+    wheels = sorted(path.name.split("-")[0] for path in (pack / "wheels").glob("*.whl"))
+    assert wheels == ["keras", "keras_fer", "namex", "optree"]
+    assert {"train.py", "evaluate.py", "gpu_run.py", "configs", "fer2013_arrays.npy.xz"} <= {p.name for p in pack.iterdir()}
+    assert (pack / "configs" / "paper.yaml").read_text() == (REPO_ROOT / "configs" / "paper.yaml").read_text()
+    # Training and PublicTest only, as the device runs them: 12 and 4 faces per class.
+    assert json.loads((pack / "pack.json").read_text())["rows"] == 7 * (12 + 4)
+
+
+def test_packed_arrays_rebuild_the_same_faces(packed, tmp_path):
+    root, csv = packed
+    rebuilt = tmp_path / "rebuilt.csv"
+    subprocess.run(
+        [sys.executable, str(GPU_RUN), "unpack-csv", "--pack", str(root / "pack"), "--csv", str(rebuilt)],
+        check=True, capture_output=True,
+    )
+    for usage in ("Training", "PublicTest"):
+        for original, copy in zip(read_fer2013(csv, usage=usage), read_fer2013(rebuilt, usage=usage)):
+            np.testing.assert_array_equal(original, copy)
+    with pytest.raises(ValueError, match="PrivateTest"):
+        read_fer2013(rebuilt, usage="PrivateTest")
+
+
+def test_run_installs_the_wheels_and_trains_on_jax(packed, tmp_path):
+    root, _ = packed
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, str(root / "pack" / "gpu_run.py"), "run", "--pack", str(root / "pack"),
+         "--config", "quickstart.yaml", "--minutes", "5", "--output-dir", str(run_dir),
+         "--site", str(tmp_path / "site"),
+         "--set", "model.width=4", "--set", "training.epochs=2", "--set", "training.batch_size=16"],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["backend"] == "jax"
+    assert metrics["epochs_run"] == 2
+    # Keras came from the packed wheels, not from this machine's site-packages.
+    assert (tmp_path / "site" / "keras").is_dir()
+    assert "backend jax" in result.stdout
