@@ -1,6 +1,7 @@
 """tools/gpu_run.py: the folder carried to a GPU machine without TensorFlow, and a JAX run from it."""
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -54,15 +55,20 @@ def test_packed_arrays_rebuild_the_same_faces(packed, tmp_path):
         read_fer2013(rebuilt, usage="PrivateTest")
 
 
-def test_run_installs_the_wheels_and_trains_on_jax(packed, tmp_path):
+def test_run_installs_the_wheels_and_trains_on_jax_without_tensorflow(packed, tmp_path):
     root, _ = packed
     run_dir = tmp_path / "run"
+    # The GPU machines have no TensorFlow: make it unimportable, as there.
+    no_tensorflow = tmp_path / "no_tensorflow" / "tensorflow"
+    no_tensorflow.mkdir(parents=True)
+    (no_tensorflow / "__init__.py").write_text("raise ImportError('no TensorFlow on this machine')\n")
+    env = dict(os.environ, PYTHONPATH=str(no_tensorflow.parent))
     result = subprocess.run(
         [sys.executable, str(root / "pack" / "gpu_run.py"), "run", "--pack", str(root / "pack"),
          "--config", "quickstart.yaml", "--minutes", "5", "--output-dir", str(run_dir),
          "--site", str(tmp_path / "site"),
          "--set", "model.width=4", "--set", "training.epochs=2", "--set", "training.batch_size=16"],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=900, env=env,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
