@@ -52,21 +52,25 @@ def train_throughput_section(report):
     rows = []
     for row in report["rows"]:
         if "step" not in row:
-            rows.append([row["config"], changes(row, baseline), row["batch_size"], "—", "—", "—", "—", "—",
-                         row["error"]])
+            rows.append([row["config"], f"{changes(row, baseline)} (failed: {row['error']})", row["batch_size"],
+                         *["—"] * 7, f"{row['load_average_at_start'][0]:.1f}"])
             continue
         step = row["step"]
         rows.append([row["config"], changes(row, baseline), row["batch_size"], f"{row['images_per_second']:.1f}",
                      f"{step['median_ms']:.0f} ({step['p90_ms']:.0f})", f"{row['first_step_seconds']:.0f}",
-                     f"{row['flops_per_second'] / 1e9:.1f}", f"{row['figure_of_merit']:.2f}", ""])
+                     f"{row['cores_busy']:.1f}", f"{row['flops_per_second'] / 1e9:.1f}",
+                     f"{row['matmul_same_process']['float32']['flops_per_second'] / 1e9:.0f}",
+                     f"**{row['figure_of_merit']:.2f}**", f"{row['load_average_at_start'][0]:.1f}"])
     return "\n\n".join([
         "### Training throughput (`benchmarks/train_throughput.py`)",
         run_line(report),
         f"Reference: a {report['matmul']['size']}² `tf.linalg.matmul` reached {best['float32'] / 1e9:.1f} GFLOP/s in "
-        f"float32 and {best['bfloat16'] / 1e9:.1f} GFLOP/s in bfloat16 (best of the runs before and after the rows).",
+        f"float32 and {best['bfloat16'] / 1e9:.1f} GFLOP/s in bfloat16 (best of fresh processes before and after "
+        "the rows). The figure of merit divides a row's GFLOP/s by the float32 matmul of its own process, measured "
+        "right after its steps.",
         sizes,
         table(["configuration", "change from baseline", "batch", "images/s", "step ms, median (p90)",
-               "first step s", "GFLOP/s", "÷ float32 matmul", "note"], rows),
+               "first step s", "cores busy", "GFLOP/s", "matmul GFLOP/s", "figure of merit", "load at start"], rows),
     ])
 
 
@@ -100,8 +104,9 @@ def data_pipeline_section(report):
                         table(["measurement", "what", "images/s", "ratio to naive"], rows)])
 
 
+# Report file stem -> section; inference_paper is the complete paper-size run (see inference.py).
 SECTIONS = {"train_throughput": train_throughput_section, "inference": inference_section,
-            "data_pipeline": data_pipeline_section}
+            "inference_paper": inference_section, "data_pipeline": data_pipeline_section}
 
 
 def markdown(results_dir=RESULTS_DIR):

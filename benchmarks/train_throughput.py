@@ -20,6 +20,12 @@ forward-and-gradient computation of one face (the loss's gradient with respect t
 trainable weight); the optimizer's update (a few FLOPs per weight) is not counted. The
 forward count alone is reported beside it.
 
+The figure of merit divides that FLOP/s by the float32 FLOP/s of a 4096x4096
+`tf.linalg.matmul` measured in the row's own process right after its steps, so that both
+numbers see the same threads and the same competing load on a shared machine. The matmul of
+fresh processes before and after all rows (float32 and bfloat16), and the ratio to its best,
+are reported too.
+
     python -m benchmarks.train_throughput                # about 10 minutes on 2 cores
     python -m benchmarks.train_throughput --slow-rows    # also the paper-size XLA row (+10 minutes)
     python -m benchmarks.train_throughput --quick        # smoke run: two rows per size, batch 1 at 224
@@ -97,6 +103,10 @@ def compiled_model(config):
 class StepTimer(keras.callbacks.Callback):
     """Records the wall time of every training step (from the end of the one before)."""
 
+    def __init__(self, warmup):
+        super().__init__()
+        self.warmup = warmup
+
     def on_train_begin(self, logs=None):
         self.seconds, self.last = [], time.perf_counter()
 
@@ -104,6 +114,8 @@ class StepTimer(keras.callbacks.Callback):
         now = time.perf_counter()
         self.seconds.append(now - self.last)
         self.last = now
+        if len(self.seconds) == self.warmup:
+            self.cpu_at_warmup_end = time.process_time()
 
 
 def training_inputs(config, settings, steps):
@@ -132,11 +144,15 @@ def measure_step(payload):
     config = load_config(payload["config"], payload["batch_size"], settings)
     model = compiled_model(config)
     steps = payload["warmup"] + payload["steps"]
-    timer = StepTimer()
+    timer = StepTimer(payload["warmup"])
     model.fit(training_inputs(config, settings, steps), steps_per_epoch=steps, epochs=1, verbose=0,
               callbacks=[timer])
+    timed = timer.seconds[payload["warmup"]:]
     return {"first_step_seconds": round(timer.seconds[0], 2), "warmup_steps": payload["warmup"],
-            "step": common.summarize_seconds(timer.seconds[payload["warmup"]:])}
+            "step": common.summarize_seconds(timed),
+            "cores_busy": round((time.process_time() - timer.cpu_at_warmup_end) / sum(timed), 2),
+            # In the same process and moment as the steps: the same threads and the same competition.
+            "matmul_same_process": measure_matmul({"size": MATMUL_SIZE, "repeats": 3})}
 
 
 def count_flops(payload):
@@ -211,7 +227,10 @@ def run(args):
                                     "optimizer update not counted",
         "flops_per_second": "images_per_second * training_flops_per_image",
         "figure_of_merit": f"flops_per_second / float32 FLOP/s of a {MATMUL_SIZE}x{MATMUL_SIZE} tf.linalg.matmul "
-                           "(best of the runs before and after the rows)",
+                           "measured in the row's own process right after its steps (same threads, same load)",
+        "figure_of_merit_vs_best_matmul": "flops_per_second / the best float32 matmul FLOP/s of the whole run "
+                                          "(before and after the rows, in fresh processes)",
+        "cores_busy": "process CPU time / wall time over the timed steps (2 = both cores)",
         "baseline": BASELINE,
     }
     matmul_payload = {"size": MATMUL_SIZE, "repeats": 3 if args.quick else 5}
@@ -244,8 +263,10 @@ def run(args):
         if "step" in row:
             images_per_second = row["batch_size"] / (row["step"]["median_ms"] / 1e3)
             flops_per_second = images_per_second * report["configurations"][row["config"]]["training_flops_per_image"]
+            same_process = row["matmul_same_process"]["float32"]["flops_per_second"]
             row.update(images_per_second=round(images_per_second, 2), flops_per_second=round(flops_per_second),
-                       figure_of_merit=round(flops_per_second / reference, 4))
+                       figure_of_merit=round(flops_per_second / same_process, 4),
+                       figure_of_merit_vs_best_matmul=round(flops_per_second / reference, 4))
     report["rows"] = rows
     return report
 
