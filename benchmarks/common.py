@@ -89,7 +89,8 @@ def report_header(code_paths, *modules) -> dict:
 
 
 def write_report(report: dict, path: Path) -> None:
-    """Adds the load average at the end and writes `report` as indented JSON to `path`."""
+    """Adds the end time and load average and writes `report` as indented JSON to `path`."""
+    report["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     report["machine"]["load_average_1_5_15_min_at_end"] = load_average()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")

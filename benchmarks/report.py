@@ -27,7 +27,9 @@ def table(header, rows):
 def run_line(report):
     """One line naming the command, commit, machine and load of a report."""
     machine = report["machine"]
-    return (f"`{report['command']}` at commit `{report['git_commit'][:7]}`, {report.get('started_utc', 'time not recorded')} "
+    changed = " with local changes" if "modified" in report["git_commit"] else ""
+    return (f"`{report['command']}` at commit `{report['git_commit'][:7]}`{changed}, "
+            f"{report.get('started_utc', 'time not recorded')} "
             f"({machine['cpu']}, {machine['logical_cores']} logical cores; load average "
             f"{machine['load_average_1_5_15_min_at_start'][0]} at the start, "
             f"{machine['load_average_1_5_15_min_at_end'][0]} at the end).")
