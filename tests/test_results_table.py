@@ -20,12 +20,14 @@ def write_run(root, name, accuracy, overrides=(), wall_time=3000.0, code_version
     directory.mkdir(parents=True)
     config = config_lib.load_config(None, ["model.input_size=64", "model.width=16", *overrides])
     (directory / "config.yaml").write_text(config_lib.to_yaml(config))
+    names = ["Angry", "Happy"]
     metrics = {
         "best_epoch": 7,
         "best_val_accuracy": accuracy,
         "epochs_run": 11,
-        "validation": {"split": "PublicTest", "accuracy": accuracy, "macro_f1": accuracy - 0.1,
-                       "confusion_matrix": {"counts": [[1]]}},
+        "validation": {"split": "PublicTest", "accuracy": accuracy, "macro_f1": accuracy - 0.1, "num_images": 3589,
+                       "per_class": {"Angry": {"recall": accuracy - 0.2}, "Happy": {"recall": accuracy + 0.2}},
+                       "confusion_matrix": {"class_names": names, "counts": [[3, 1], [2, 5]]}},
         "test": {"split": "PrivateTest", "status": "absent"},
         "code_version": code_version,
         "seed": 42,
@@ -65,6 +67,18 @@ def test_ablation_sentence_is_computed_from_the_runs(ablation):
     block = results_table.markdown_table(results_table.load_runs(ablation))
     assert "+4.3 points over a plain ResNet34" in block  # 65.43 - 61.11
     assert "+1.1 points over masks without it" in block  # 65.43 - 64.32
+    # sqrt(0.6543 * 0.3457 / 3589) = 0.79 points; a difference's two standard errors: 2 * sqrt(2) * 0.79
+    assert "is 0.8 points, so differences within about 2.2 points" in block
+
+
+def test_per_class_recall_and_confusion_matrices_come_from_each_run(ablation):
+    lines = results_table.markdown_table(results_table.load_runs(ablation)).splitlines()
+    assert "| fer2013_cpu | 45.4% | 85.4% |" in lines  # recall of Angry, Happy
+    assert "| fer2013_cpu_no_masks | 41.1% | 81.1% |" in lines
+    start = lines.index("<details><summary>fer2013_cpu_no_eca: PublicTest confusion matrix "
+                        "(rows true, columns predicted)</summary>")
+    assert lines[start + 2:start + 6] == ["| true \\ predicted | Angry | Happy |", "| --- | --- | --- |",
+                                          "| Angry | 3 | 1 |", "| Happy | 2 | 5 |"]
 
 
 def test_ablation_ignores_runs_that_differ_in_more_than_the_masks(tmp_path):
@@ -94,3 +108,12 @@ def test_missing_file_and_missing_markers_are_clear_errors(tmp_path, capsys):
         results_table.load_runs(tmp_path)
     with pytest.raises(results_table.ResultsError, match="no <!-- results:start -->"):
         results_table.replace_between_markers("no markers here", "table")
+
+
+def test_runs_with_different_class_lists_are_an_error_not_a_shifted_table(ablation):
+    metrics_path = ablation / "fer2013_cpu_no_eca" / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    metrics["validation"]["confusion_matrix"]["class_names"] = ["Happy", "Angry"]
+    metrics_path.write_text(json.dumps(metrics))
+    with pytest.raises(results_table.ResultsError, match="fer2013_cpu_no_eca: classes"):
+        results_table.markdown_table(results_table.load_runs(ablation))

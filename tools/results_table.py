@@ -4,9 +4,10 @@ Each run directory `results/<run>/` holds what training wrote (model weights lef
 `config.yaml` (the resolved configuration), `metrics.json` (best epoch, validation and test
 figures with confusion matrices, commit, seed, wall time), `history.csv`, and `command.txt`
 (the command that trained it). This script reads `config.yaml` and `metrics.json` of every
-run and prints a Markdown table, one row per run, with the paper's figures beside, and a
-sentence on what the ablation shows (runs whose configurations differ only in
-`model.use_masks` / `model.use_eca`). The Markdown sits between two marker comments, so that
+run and prints Markdown: a table, one row per run, with the paper's figures beside; the
+per-class recall of every run; a sentence on what the ablation shows (runs whose
+configurations differ only in `model.use_masks` / `model.use_eca`), with the sampling error
+of the accuracies; and each run's confusion matrix. The Markdown sits between two marker comments, so that
 `--readme` can replace the previous table in place:
 
     python tools/results_table.py                      # print the table
@@ -15,6 +16,7 @@ sentence on what the ablation shows (runs whose configurations differ only in
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -67,6 +69,10 @@ def load_run(directory):
             "validation_split": validation["split"],
             "validation_accuracy": validation["accuracy"],
             "validation_macro_f1": validation["macro_f1"],
+            "validation_images": validation["num_images"],
+            "recall": {name: figures["recall"] for name, figures in validation["per_class"].items()},
+            "class_names": validation["confusion_matrix"]["class_names"],
+            "confusion": validation["confusion_matrix"]["counts"],
             "best_epoch": metrics["best_epoch"],
             "epochs_run": metrics["epochs_run"],
             "wall_time_seconds": metrics["wall_time_seconds"],
@@ -102,13 +108,45 @@ def ablation_sentence(runs):
             )
             if "no_eca" in group:
                 sentence += f", and ECA inside the masks by {points(full, group['no_eca'])} points over masks without it"
-            return sentence + "."
+            error = 100 * standard_error(full)
+            return (sentence + f". Each run is one seed; one standard error of an accuracy on {full['validation_images']:,} "
+                    f"images is {error:.1f} points, so differences within about {2 * math.sqrt(2) * error:.1f} points "
+                    "(two standard errors of a difference) are not evidence either way.")
     return "Ablation: no full-model run has a plain-ResNet34 run of the same configuration yet."
 
 
 def points(run, baseline):
     """Accuracy difference in percentage points, signed."""
     return f"{100 * (run['validation_accuracy'] - baseline['validation_accuracy']):+.1f}"
+
+
+def standard_error(run):
+    """Binomial standard error of the run's validation accuracy (a fraction)."""
+    accuracy = run["validation_accuracy"]
+    return math.sqrt(accuracy * (1 - accuracy) / run["validation_images"])
+
+
+def recall_table(runs):
+    """Per-class validation recall, one row per run (runs' class lists must agree)."""
+    names = runs[0]["class_names"]
+    for run in runs:
+        if run["class_names"] != names:
+            raise ResultsError(f"results/{run['name']}: classes {run['class_names']} differ from {names}")
+    lines = ["| run | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
+    for run in runs:
+        lines.append(f"| {run['name']} | " + " | ".join(f"{100 * run['recall'][name]:.1f}%" for name in names) + " |")
+    return lines
+
+
+def confusion_matrix(run):
+    """The run's validation confusion matrix (rows: true class, columns: predicted) in <details>."""
+    names = run["class_names"]
+    lines = [f"<details><summary>{run['name']}: {run['validation_split']} confusion matrix "
+             "(rows true, columns predicted)</summary>", "", "| true \\ predicted | " + " | ".join(names) + " |",
+             "| --- |" + " --- |" * len(names)]
+    for name, row in zip(names, run["confusion"]):
+        lines.append(f"| {name} | " + " | ".join(str(count) for count in row) + " |")
+    return lines + ["", "</details>"]
 
 
 def format_minutes(seconds):
@@ -136,8 +174,12 @@ def markdown_table(runs):
         )
     if not runs:
         lines.append("| (no runs in results/ yet) | | | | | | | | |")
-    lines += ["", ablation_sentence(runs), "", END_MARKER]
-    return "\n".join(lines)
+    else:
+        lines += ["", "Per-class recall on the validation split:", "", *recall_table(runs)]
+    lines += ["", ablation_sentence(runs), ""]
+    for run in runs:
+        lines += [*confusion_matrix(run), ""]
+    return "\n".join(lines + [END_MARKER])
 
 
 def replace_between_markers(text, block, start_marker=START_MARKER, end_marker=END_MARKER):
