@@ -50,7 +50,8 @@ def main(argv=None):
     from keras_fer import training
 
     try:
-        result = training.train(config, output_dir, overwrite=args.overwrite, dry_run=args.dry_run)
+        command = training.command_line(sys.argv if argv is None else ["train.py", *argv])
+        result = training.train(config, output_dir, overwrite=args.overwrite, dry_run=args.dry_run, command=command)
     except training.RunError as error:
         sys.exit(f"train.py: error: {error}")
     if args.dry_run:

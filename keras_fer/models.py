@@ -165,11 +165,11 @@ def build_model(
 
 def stage_outputs(model):
     """Names of the layers whose outputs are the four stage outputs (fused where masked)."""
+    layer_names = {layer.name for layer in model.layers}
     names = []
-    for index in range(1, len(STAGE_BLOCKS) + 1):
+    for index, blocks in enumerate(STAGE_BLOCKS, start=1):
         fused = f"stage{index}_fused"
-        names.append(fused if fused in {layer.name for layer in model.layers} else
-                     f"stage{index}_block{STAGE_BLOCKS[index - 1]}")
+        names.append(fused if fused in layer_names else f"stage{index}_block{blocks}")
     return names
 
 

@@ -3,6 +3,7 @@
 `train(config, output_dir)` is what `python train.py` runs. One run directory holds one run:
 
     config.yaml     the resolved configuration (what makes two runs the same run)
+    command.txt     every invocation's command line, one per start or resume
     best.keras      the model of the best epoch (by `training.monitor`)
     last.keras      the model after the last finished epoch, optimizer state included
     history.csv     one row per epoch (`CSVLogger`)
@@ -27,6 +28,7 @@ import importlib.util
 import json
 import math
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -41,7 +43,13 @@ from keras_fer.models import build_model
 
 # Entries of a run directory that `--overwrite` removes; anything else is left alone.
 RUN_ENTRIES = (
-    "config.yaml", "best.keras", "last.keras", "history.csv", "metrics.json", "logs", "backup", "data", "workers",
+    "config.yaml", "command.txt", "best.keras", "last.keras", "history.csv", "metrics.json", "logs", "backup", "data",
+    "workers",
+)
+# Environment variables that change how a run computes, recorded with its command line.
+RECORDED_ENVIRONMENT = (
+    "KERAS_BACKEND", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "TF_ENABLE_ONEDNN_OPTS",
+    "CUDA_VISIBLE_DEVICES", "XLA_FLAGS", "TF_CONFIG",
 )
 
 
@@ -55,6 +63,7 @@ class RunPaths:
     def __init__(self, root):
         self.root = Path(root)
         self.config = self.root / "config.yaml"
+        self.command = self.root / "command.txt"
         self.best_model = self.root / "best.keras"
         self.last_model = self.root / "last.keras"
         self.history = self.root / "history.csv"
@@ -122,6 +131,27 @@ def prepare_run_directory(paths, config, overwrite=False, dry_run=False):
     paths.root.mkdir(parents=True, exist_ok=True)
     paths.config.write_text(config_lib.to_yaml(config))
     return False
+
+
+def command_line(argv, environ=None):
+    """The shell line that repeats this invocation: recorded environment, CPU pinning, python, argv.
+
+    For example `KERAS_BACKEND=jax taskset -c 0 python train.py --config 'my config.yaml'` for
+    `argv=["train.py", "--config", "my config.yaml"]` under `KERAS_BACKEND=jax`, pinned to CPU 0.
+    """
+    environ = os.environ if environ is None else environ
+    words = [f"{name}={shlex.quote(environ[name])}" for name in RECORDED_ENVIRONMENT if name in environ]
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if allowed and len(allowed) < os.cpu_count():  # pinned to some CPUs (taskset): part of the speed
+        words += ["taskset", "-c", ",".join(map(str, allowed))]
+    return " ".join(words + ["python", shlex.join(argv)])
+
+
+def record_command(paths, command, resume):
+    """Appends `command` to command.txt under a comment with the time, commit and start or resume."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    with open(paths.command, "a") as file:
+        file.write(f"# {stamp} {'resume' if resume else 'start'} at {code_version()}\n{command}\n")
 
 
 def first_difference(old, new, prefix=""):
@@ -483,8 +513,11 @@ def make_callbacks(config, paths):
 # The run
 
 
-def train(config, output_dir, overwrite=False, dry_run=False):
+def train(config, output_dir, overwrite=False, dry_run=False, command=None):
     """Trains (or, with `dry_run`, only builds) the run of `config` in `output_dir`.
+
+    `command`, the invocation's shell line (`command_line(sys.argv)`), is appended to the run's
+    command.txt, so that the run directory says how it was made.
 
     Returns:
         The metrics.json dict, or with `dry_run` the resolved settings of the model,
@@ -507,6 +540,8 @@ def train(config, output_dir, overwrite=False, dry_run=False):
     resume = prepare_run_directory(paths, config, overwrite, dry_run)
     print(f"Keras {keras.__version__}, backend {backend_name()}; run directory {paths.root}"
           + (" (resuming)" if resume else ""))
+    if command is not None and not dry_run:
+        record_command(paths, command, resume)
     if synthetic and dry_run:
         path, sizes = "synthetic (generated when training)", {}
     elif synthetic:

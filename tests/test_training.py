@@ -12,7 +12,7 @@ import pytest
 
 from keras_fer.config import load_config, to_yaml
 from keras_fer.data import write_synthetic_fer2013
-from keras_fer.training import CallbackStateBackup, RunError, read_history, train
+from keras_fer.training import CallbackStateBackup, RunError, command_line, read_history, train
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -153,6 +153,18 @@ def test_run_killed_in_its_second_epoch_resumes_where_it_stopped(tmp_path):
     last = keras.saving.load_model(tmp_path / "run" / "last.keras")
     assert int(last.optimizer.iterations) == 3 * steps
     assert not (tmp_path / "run" / "backup").exists()
+    # command.txt holds both invocations, each a shell line that repeats it.
+    lines = (tmp_path / "run" / "command.txt").read_text().splitlines()
+    assert [line.split()[2] for line in lines[::2]] == ["start", "resume"]
+    assert lines[1] == lines[3] and lines[1].endswith("python " + " ".join(["train.py", *map(str, command)]))
+
+
+def test_command_line_records_the_environment_that_changes_the_run_and_quotes_arguments():
+    environ = {"KERAS_BACKEND": "jax", "TF_NUM_INTRAOP_THREADS": "1", "HOME": "/root"}
+    line = command_line(["train.py", "--config", "my config.yaml", "--set", "a=b"], environ)
+    pinned = len(os.sched_getaffinity(0)) < os.cpu_count()
+    assert line.startswith("KERAS_BACKEND=jax TF_NUM_INTRAOP_THREADS=1 " + ("taskset -c " if pinned else "python"))
+    assert line.endswith("python train.py --config 'my config.yaml' --set a=b") and "HOME" not in line
 
 
 def test_callback_counters_survive_a_restart(tmp_path):

@@ -66,11 +66,11 @@ def save_arrays(path, data, usages):
     (N, 48, 48, 1), int32 labels (N,), uint8 usage codes (N,) indexing `usages`.
     Returns the number of rows.
     """
+    import numpy as np
+
     from keras_fer.data import read_fer2013
 
     parts = [read_fer2013(data, usage=usage) for usage in usages]
-    import numpy as np
-
     images = np.concatenate([images for images, _ in parts])
     labels = np.concatenate([labels for _, labels in parts])
     codes = np.concatenate([np.full(len(labels), index, np.uint8) for index, (_, labels) in enumerate(parts)])
