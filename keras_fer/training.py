@@ -147,11 +147,11 @@ def command_line(argv, environ=None):
     return " ".join(words + ["python", shlex.join(argv)])
 
 
-def record_command(paths, command, resume):
-    """Appends `command` to command.txt under a comment with the time, commit and start or resume."""
+def record_command(paths, command, resume, version):
+    """Appends `command` to command.txt under a comment with the time, code version and start or resume."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with open(paths.command, "a") as file:
-        file.write(f"# {stamp} {'resume' if resume else 'start'} at {code_version()}\n{command}\n")
+        file.write(f"# {stamp} {'resume' if resume else 'start'} at {version}\n{command}\n")
 
 
 def first_difference(old, new, prefix=""):
@@ -526,6 +526,8 @@ def train(config, output_dir, overwrite=False, dry_run=False, command=None):
         RunError: the data or the output directory is not usable (before any work).
     """
     started = time.monotonic()
+    # Read when the run starts: the checkout may change (a commit, an edit) while it trains.
+    version = code_version()
     # First: a multi-worker strategy must be created before TensorFlow runs any operation.
     strategy = make_strategy(config.runtime.strategy)
     paths = RunPaths(Path(output_dir))
@@ -541,7 +543,7 @@ def train(config, output_dir, overwrite=False, dry_run=False, command=None):
     print(f"Keras {keras.__version__}, backend {backend_name()}; run directory {paths.root}"
           + (" (resuming)" if resume else ""))
     if command is not None and not dry_run:
-        record_command(paths, command, resume)
+        record_command(paths, command, resume, version)
     if synthetic and dry_run:
         path, sizes = "synthetic (generated when training)", {}
     elif synthetic:
@@ -570,14 +572,14 @@ def train(config, output_dir, overwrite=False, dry_run=False, command=None):
         verbose=config.training.verbose,
         **fit_inputs(config, path),
     )
-    metrics = final_metrics(config, paths, path, sizes, class_names, history, replicas)
+    metrics = final_metrics(config, paths, path, sizes, class_names, history, replicas, version)
     metrics["wall_time_seconds"] = round(time.monotonic() - started, 1)
     paths.metrics.write_text(json.dumps(metrics, indent=2) + "\n")
     print(summary_line(metrics, config.training.monitor))
     return metrics
 
 
-def final_metrics(config, paths, path, sizes, class_names, history, replicas):
+def final_metrics(config, paths, path, sizes, class_names, history, replicas, version):
     """Evaluates best.keras on the validation and test splits; the metrics.json dict."""
     epochs = read_history(paths.history) if paths.history.exists() else []
     if not epochs or not paths.best_model.exists():
@@ -600,7 +602,7 @@ def final_metrics(config, paths, path, sizes, class_names, history, replicas):
                  else {"split": test_split, "status": "absent", "note": f"{path} has no {test_split} rows"}),
         "models": {"best": str(paths.best_model), "last": str(paths.last_model)},
         "data": {"path": str(path), "splits": sizes},
-        "code_version": code_version(),
+        "code_version": version,
         "seed": config.training.seed,
         "backend": backend_name(),
         "keras_version": keras.__version__,
