@@ -117,3 +117,11 @@ def test_runs_with_different_class_lists_are_an_error_not_a_shifted_table(ablati
     metrics_path.write_text(json.dumps(metrics))
     with pytest.raises(results_table.ResultsError, match="fer2013_cpu_no_eca: classes"):
         results_table.markdown_table(results_table.load_runs(ablation))
+
+
+def test_readme_table_is_the_one_generated_from_the_committed_results():
+    repo = TOOL.parents[1]
+    readme = (repo / "README.md").read_text()
+    block = readme[readme.index(results_table.START_MARKER):readme.index(results_table.END_MARKER)]
+    expected = results_table.markdown_table(results_table.load_runs(repo / "results"))
+    assert block + results_table.END_MARKER == expected, "run `python tools/results_table.py --readme README.md`"
