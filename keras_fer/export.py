@@ -28,6 +28,7 @@ import tempfile
 import cv2
 import numpy as np
 
+from keras_fer.data import USAGES
 from keras_fer.predict import (
     CLASS_NAMES_METADATA,
     KerasClassifier,
@@ -266,6 +267,7 @@ def export(
     class_names=None,
     representative_data=None,
     parity_data=None,
+    parity_split=PARITY_SPLIT,
     calibration_samples=500,
     parity_samples=500,
     seed=0,
@@ -283,8 +285,10 @@ def export(
         class_names: overrides the names found beside the model (see `resolve_class_names`).
         representative_data: FER2013 CSV whose Training split calibrates int8; None: the data the
             run beside `model_path` trained on (its config.yaml), else synthetic faces.
-        parity_data: FER2013 CSV whose PrivateTest split checks parity; defaults to
+        parity_data: FER2013 CSV whose `parity_split` checks parity; defaults to
             `representative_data`, None: synthetic faces.
+        parity_split: the split of `parity_data` whose faces check parity; defaults to
+            PrivateTest, the one that neither training nor model selection saw.
         calibration_samples, parity_samples: how many faces each uses.
         seed: shuffles the faces taken from the CSVs.
         min_top1_agreement: dict overriding some of MIN_TOP1_AGREEMENT's thresholds.
@@ -302,7 +306,13 @@ def export(
     thresholds = {**MIN_TOP1_AGREEMENT, **(min_top1_agreement or {})}
     keras_model = KerasClassifier(model_path, class_names)
     representative_data = representative_data or run_data_path(model_path)
-    parity_faces = read_faces(parity_data or representative_data, PARITY_SPLIT, parity_samples, seed)
+    if parity_split not in USAGES:
+        raise ValueError(f"`parity_split` must be one of {USAGES}. Received: {parity_split!r}")
+    try:
+        parity_faces = read_faces(parity_data or representative_data, parity_split, parity_samples, seed)
+    except ValueError as error:  # typically a file without that split (the shared one has no PrivateTest)
+        raise ValueError(f"{error}; the parity check reads the {parity_split} split: choose another with "
+                         "parity_split (--parity-split)") from None
     if keras_model.channels == 3:
         parity_faces = np.repeat(parity_faces, 3, axis=-1)
     reference = keras_model.classify(parity_faces)
@@ -312,7 +322,7 @@ def export(
         "class_names": list(keras_model.class_names),
         "parity_data": {
             "source": parity_data or representative_data or "synthetic_faces",
-            "split": PARITY_SPLIT,
+            "split": parity_split,
             "images": int(len(parity_faces)),
         },
         "artifacts": [],
@@ -380,10 +390,15 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--representative-data", metavar="CSV",
-        help="FER2013 CSV: its Training split calibrates int8, its PrivateTest split checks parity "
+        help="FER2013 CSV: its Training split calibrates int8, its --parity-split split checks parity "
         "(default: the run's training data, from config.yaml beside the model, else synthetic faces)",
     )
     parser.add_argument("--parity-data", metavar="CSV", help="FER2013 CSV for the parity check, if not the above")
+    parser.add_argument(
+        "--parity-split", default=PARITY_SPLIT, choices=USAGES,
+        help="split whose faces check parity (default PrivateTest; PublicTest for a file without it, "
+        "such as fer2013_train_public.csv.gz)",
+    )
     parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="TF Serving model name")
     parser.add_argument("--version", type=int, help="SavedModel version (default: the next free one)")
     parser.add_argument("--class-names", help="comma-separated class names (default: the run's, or FER2013's)")
@@ -400,7 +415,7 @@ def main(argv=None):
         export(
             args.model, args.output_dir, args.export_format, args.quantizations, args.model_name, args.version,
             args.class_names.split(",") if args.class_names else None, args.representative_data,
-            args.parity_data, args.calibration_samples, args.parity_samples, args.seed,
+            args.parity_data, args.parity_split, args.calibration_samples, args.parity_samples, args.seed,
         )
     # ValueError and OSError: a representative-data CSV that is missing, breaks the format
     # (FER2013FormatError) or lacks a split; their messages name the file.

@@ -219,3 +219,17 @@ def test_bad_representative_data_is_reported(exported, tmp_path, capsys):
     assert export_module.main([*args, "--representative-data", missing]) == 1
     assert missing in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_parity_split_is_chosen_and_a_missing_one_is_reported(exported, tmp_path, capsys):
+    # Like the shared FER2013 file: no PrivateTest rows.
+    data = write_synthetic_fer2013(tmp_path / "public.csv", {"Training": 2, "PublicTest": 3}, seed=4)
+    args = ["--model", exported["keras"], "--representative-data", data, "--format", "saved_model"]
+    assert export_module.main([*args, "--output-dir", str(tmp_path / "refused")]) == 1  # default: PrivateTest
+    error = capsys.readouterr().err
+    assert data in error and "PrivateTest" in error and "--parity-split" in error
+    assert not (tmp_path / "refused").exists()
+
+    assert export_module.main([*args, "--output-dir", str(tmp_path / "out"), "--parity-split", "PublicTest"]) == 0
+    report = json.loads((tmp_path / "out" / PARITY_REPORT).read_text())
+    assert report["parity_data"] == {"source": data, "split": "PublicTest", "images": 21}
