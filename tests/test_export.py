@@ -184,6 +184,11 @@ def test_parity_counts_agreement_and_largest_difference():
     assert result["max_abs_prob_diff"] == pytest.approx(0.15)
     assert result["passed"] is False
     assert parity(reference, candidate, 0.75)["passed"] is True
+    # Agreement among confident faces (top-two margin >= 0.2): only the second pair is one.
+    near_tie = parity(np.array([[0.55, 0.45], [0.9, 0.1]]), np.array([[0.45, 0.55], [0.9, 0.1]]), 0.5)
+    assert (near_tie["top1_agreement"], near_tie["confident_fraction"], near_tie["top1_agreement_confident"]) == (
+        0.5, 0.5, 1.0)
+    assert parity(np.array([[0.5, 0.5]]), np.array([[0.5, 0.5]]), 0.5)["top1_agreement_confident"] is None
 
 
 def test_export_fails_loudly_below_the_threshold(exported):
