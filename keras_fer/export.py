@@ -6,8 +6,10 @@
 * TFLite variants converted from that SavedModel's `serving_default` signature with
   `tf.lite.TFLiteConverter.from_saved_model` (the converter TensorFlow recommends), written
   to `DIR/tflite/<model name>_<variant>.tflite`: float32, float16 (float16 weights),
-  dynamic (int8 weights, float activations) and int8 (full integer, calibrated on faces
-  read through the data pipeline; uint8 pixels in, uint8 probabilities out). Every variant
+  dynamic (int8 weights, float activations), int8 (full integer, calibrated on faces
+  read through the data pipeline; uint8 pixels in, uint8 probabilities out) and int16x8 (int8
+  weights, int16 activations, calibrated the same way: integer arithmetic that holds where
+  int8's rounding adds up, see docs/deploy.md). Every variant
   takes uint8 pixels and returns probabilities, class index and class name; the class
   names are also stored in the file's metadata.
 * After every export, a parity check on faces the model did not train on: top-1 agreement
@@ -47,8 +49,10 @@ from keras_fer.serving import (
 
 FORMATS = ("saved_model", "tflite", "all")
 # "none" is the float32 model; the names follow the TFLite documentation's optimizations.
-QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
-VARIANT_NAMES = {"none": "float32", "float16": "float16", "dynamic": "dynamic", "int8": "int8"}
+QUANTIZATIONS = ("none", "float16", "dynamic", "int8", "int16x8")
+VARIANT_NAMES = {"none": "float32", "float16": "float16", "dynamic": "dynamic", "int8": "int8", "int16x8": "int16x8"}
+# The variants whose activations are quantized, calibrated on faces.
+CALIBRATED = ("int8", "int16x8")
 # Lowest top-1 agreement with the Keras model that an export may have. The SavedModel and the
 # float TFLite models compute the same function up to float rounding; dynamic-range and int8
 # quantization change the arithmetic, so faces near a decision boundary may flip.
@@ -58,6 +62,7 @@ MIN_TOP1_AGREEMENT = {
     "float16": 0.995,
     "dynamic": 0.98,
     "int8": 0.97,
+    "int16x8": 0.98,
 }
 PARITY_REPORT = "export_parity.json"
 CALIBRATION_SPLIT = "Training"
@@ -143,7 +148,7 @@ def convert_tflite(saved_model_dir, quantization, class_names, calibration_faces
         saved_model_dir: a version directory written by `export_saved_model`.
         quantization: one of QUANTIZATIONS.
         class_names: stored in the model's metadata under CLASS_NAMES_METADATA.
-        calibration_faces: uint8 (N, 48, 48, C), needed for "int8".
+        calibration_faces: uint8 (N, 48, 48, C), needed for the CALIBRATED variants.
     Returns:
         bytes.
     """
@@ -154,13 +159,19 @@ def convert_tflite(saved_model_dir, quantization, class_names, calibration_faces
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantization == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    elif quantization == "int8":
+    elif quantization in CALIBRATED:
         if calibration_faces is None or not len(calibration_faces):
-            raise ValueError("int8 quantization needs calibration faces.")
+            raise ValueError(f"{quantization} quantization needs calibration faces.")
         converter.representative_dataset = lambda: ({PIXELS_INPUT: face[None]} for face in calibration_faces)
+    if quantization == "int8":
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.uint8
+    elif quantization == "int16x8":
+        # The 16x8 op set has no CAST (uint8 pixels to float): builtins take the ops it lacks.
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS,
+        ]
     return add_tflite_metadata(converter.convert(), CLASS_NAMES_METADATA, json.dumps(list(class_names)).encode())
 
 
@@ -358,7 +369,7 @@ def export(
             ))
         if export_format in ("tflite", "all"):
             calibration_faces = None
-            if "int8" in quantizations:
+            if set(CALIBRATED) & set(quantizations):
                 calibration_faces = read_faces(representative_data, CALIBRATION_SPLIT, calibration_samples, seed)
                 if keras_model.channels == 3:
                     calibration_faces = np.repeat(calibration_faces, 3, axis=-1)
@@ -397,11 +408,11 @@ def parse_args(argv=None):
     parser.add_argument("--format", default="all", choices=FORMATS, dest="export_format")
     parser.add_argument(
         "--quantize", nargs="+", default=["none"], choices=QUANTIZATIONS, dest="quantizations",
-        help="TFLite variants: none (float32), float16, dynamic, int8; several may be given",
+        help="TFLite variants: none (float32), float16, dynamic, int8, int16x8 (int16 activations); several may be given",
     )
     parser.add_argument(
         "--representative-data", metavar="CSV",
-        help="FER2013 CSV: its Training split calibrates int8, its --parity-split split checks parity "
+        help="FER2013 CSV: its Training split calibrates int8 and int16x8, its --parity-split split checks parity "
         "(default: the run's training data, from config.yaml beside the model, else synthetic faces)",
     )
     parser.add_argument("--parity-data", metavar="CSV", help="FER2013 CSV for the parity check, if not the above")

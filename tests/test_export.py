@@ -26,8 +26,11 @@ from keras_fer.serving import ENCODED_SIGNATURE, PIXELS_SIGNATURE, rest_predict_
 # has a trained model's figures). Its export instead shows a failing parity check: no int8
 # model can reach this threshold, so the export must fail loudly, after writing everything.
 IMPOSSIBLE_INT8_THRESHOLD = {"int8": 1.01}
+# int16x8 holds a trained model (99.4% on the real-FER2013 one, docs/deploy.md), but on this
+# model's near-ties it flips about one face in fourteen: a threshold this model can meet.
+TINY_MODEL_THRESHOLDS = {**IMPOSSIBLE_INT8_THRESHOLD, "int16x8": 0.85}
 # Tolerated largest probability difference from the Keras model, per TFLite variant.
-PROBABILITY_TOLERANCE = {"float32": 1e-4, "float16": 2e-2, "dynamic": 0.1, "int8": 0.35}
+PROBABILITY_TOLERANCE = {"float32": 1e-4, "float16": 2e-2, "dynamic": 0.1, "int8": 0.35, "int16x8": 0.25}
 
 
 def train_tiny_model(path):
@@ -79,7 +82,7 @@ def tiny_export(tmp_path_factory):
         data = write_synthetic_fer2013(root / "synthetic.csv", {"Training": 6, "PrivateTest": 12}, seed=3)
         keras_path = train_tiny_model(str(root / "best.keras"))
         stderr = io.StringIO()
-        with mock.patch.dict(MIN_TOP1_AGREEMENT, IMPOSSIBLE_INT8_THRESHOLD), contextlib.redirect_stderr(stderr):
+        with mock.patch.dict(MIN_TOP1_AGREEMENT, TINY_MODEL_THRESHOLDS), contextlib.redirect_stderr(stderr):
             status = export_module.main([
                 "--model", keras_path, "--output-dir", str(root / "export"), "--format", "all",
                 "--quantize", *QUANTIZATIONS, "--representative-data", data,
@@ -120,7 +123,7 @@ def test_layout_sizes_and_report(exported):
     names = [entry["artifact"] for entry in report["artifacts"]]
     assert names == [
         f"saved_model:{PIXELS_SIGNATURE}", f"saved_model:{ENCODED_SIGNATURE} (PNG)",
-        "tflite:float32", "tflite:float16", "tflite:dynamic", "tflite:int8",
+        "tflite:float32", "tflite:float16", "tflite:dynamic", "tflite:int8", "tflite:int16x8",
     ]
     assert report["class_names"] == list(CLASS_NAMES)
     assert report["parity_data"] == {"source": exported["data"], "split": "PrivateTest", "images": 84}
@@ -129,7 +132,7 @@ def test_layout_sizes_and_report(exported):
     thresholds = [entry["min_top1_agreement"] for entry in report["artifacts"]]
     defaults = MIN_TOP1_AGREEMENT
     assert thresholds == [defaults["saved_model"]] * 2 + [defaults[q] for q in ("none", "float16", "dynamic")] + [
-        IMPOSSIBLE_INT8_THRESHOLD["int8"]
+        TINY_MODEL_THRESHOLDS["int8"], TINY_MODEL_THRESHOLDS["int16x8"]
     ]
     # The SavedModel computes what Keras computes, and PNG is lossless.
     assert report["artifacts"][0]["max_abs_prob_diff"] < 1e-5
@@ -137,6 +140,7 @@ def test_layout_sizes_and_report(exported):
     sizes = {name: os.path.getsize(path) for name, path in exported["tflite"].items()}
     # float16 halves the weights; dynamic and int8 store them in 8 bits.
     assert sizes["int8"] < 0.6 * sizes["float16"] < 0.6 * sizes["float32"]
+    assert sizes["int16x8"] < 0.7 * sizes["float16"]  # int8 weights too
     assert sizes["dynamic"] < 0.6 * sizes["float16"]
 
 
@@ -174,6 +178,15 @@ def test_int8_model_is_integer_only(exported):
     assert tflite.output_detail["dtype"] == np.uint8
     scale, zero_point = tflite.output_detail["quantization"]
     assert scale == pytest.approx(1 / 256) and zero_point == 0
+
+
+def test_int16x8_model_computes_with_16_bit_activations(exported):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=exported["tflite"]["int16x8"])
+    dtypes = {detail["dtype"] for detail in interpreter.get_tensor_details()}
+    assert np.int16 in dtypes and np.int8 in dtypes  # int16 activations, int8 weights
+    assert TFLiteClassifier(exported["tflite"]["int16x8"]).output_detail["dtype"] == np.float32
 
 
 def test_parity_counts_agreement_and_largest_difference():
