@@ -1,5 +1,5 @@
 """Inference speed of every deployable form of the model: the Keras model, the serving SavedModel
-and the four TFLite variants (float32, float16, dynamic, int8), at the CPU size and the paper size.
+and the five TFLite variants (float32, float16, dynamic, int8, int16x8), at the CPU size and the paper size.
 
 For each configuration (`configs/fer2013_cpu.yaml`, `configs/paper.yaml`) the network is built
 as `train.py` builds it (weights as initialized: speed does not depend on their values),
@@ -51,7 +51,7 @@ CALLS = {"cpu": (5, 50, 1, 5), "paper": (2, 10, 0, 1)}
 QUICK_CALLS = (2, 5, 1, 1)
 CALL_NAMES = ("batch_1_warmup", "batch_1_runs", "batch_64_warmup", "batch_64_runs")
 # Measured in this order; at the paper size the last ones may not fit the time budget.
-VARIANTS = ("keras", "saved_model", "tflite_int8", "tflite_float32", "tflite_float16", "tflite_dynamic")
+VARIANTS = ("keras", "saved_model", "tflite_int8", "tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int16x8")
 CALIBRATION_FACES = {"cpu": 100, "paper": 20}
 
 
