@@ -30,7 +30,7 @@ import tempfile
 import cv2
 import numpy as np
 
-from keras_fer.data import USAGES
+from keras_fer.data import USAGES, synthetic_faces
 from keras_fer.predict import (
     CLASS_NAMES_METADATA,
     KerasClassifier,
@@ -157,13 +157,13 @@ def convert_tflite(saved_model_dir, quantization, class_names, calibration_faces
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[PIXELS_SIGNATURE])
     if quantization != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantization == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    elif quantization in CALIBRATED:
+    if quantization in CALIBRATED:
         if calibration_faces is None or not len(calibration_faces):
             raise ValueError(f"{quantization} quantization needs calibration faces.")
         converter.representative_dataset = lambda: ({PIXELS_INPUT: face[None]} for face in calibration_faces)
-    if quantization == "int8":
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "int8":
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.uint8
@@ -202,9 +202,7 @@ def read_faces(data_path, usage, limit, seed):
     per split, so calibration and parity faces differ.
     """
     if data_path is None:
-        from keras_fer.data import synthetic_faces
-
-        return synthetic_faces(limit, seed=seed + (1000 if usage == PARITY_SPLIT else 0))[0]
+        return synthetic_faces(limit, seed=seed + (0 if usage == CALIBRATION_SPLIT else 1000))[0]
     from keras_fer.data import fer2013_dataset
 
     dataset = fer2013_dataset(data_path, usage=usage, batch_size=limit, shuffle=True, seed=seed)
@@ -265,9 +263,10 @@ def check_artifact(name, path, probabilities, reference, min_top1_agreement):
     """One report entry for an exported artifact; prints it."""
     entry = {"artifact": name, "path": path, "size_bytes": path_size(path)}
     entry.update(parity(reference, probabilities, min_top1_agreement))
+    confident = "none" if entry["top1_agreement_confident"] is None else f"{entry['top1_agreement_confident']:.2%}"
     print(
         f"{name:36s} {entry['size_bytes'] / 2**20:8.2f} MiB  top-1 agreement {entry['top1_agreement']:.2%} "
-        f"(min {entry['min_top1_agreement']:.1%}; confident faces {entry['top1_agreement_confident'] or 0:.2%})  "
+        f"(min {entry['min_top1_agreement']:.1%}; confident faces {confident})  "
         f"max |dp| {entry['max_abs_prob_diff']:.2e}  "
         f"{'ok' if entry['passed'] else 'FAILED'}",
         flush=True,
@@ -305,7 +304,7 @@ def export(
         model_name: TF Serving's model name: the SavedModel goes to `output_dir/model_name/version`.
         version: int, or None for one more than the highest existing version.
         class_names: overrides the names found beside the model (see `resolve_class_names`).
-        representative_data: FER2013 CSV whose Training split calibrates int8; None: the data the
+        representative_data: FER2013 CSV whose Training split calibrates int8 and int16x8; None: the data the
             run beside `model_path` trained on (its config.yaml), else synthetic faces.
         parity_data: FER2013 CSV whose `parity_split` checks parity; defaults to
             `representative_data`, None: synthetic faces.
@@ -333,8 +332,8 @@ def export(
     try:
         parity_faces = read_faces(parity_data or representative_data, parity_split, parity_samples, seed)
     except ValueError as error:  # typically a file without that split (the shared one has no PrivateTest)
-        raise ValueError(f"{error}; the parity check reads the {parity_split} split: choose another with "
-                         "parity_split (--parity-split)") from None
+        raise ValueError(f"{error} (reading the {parity_split} split for the parity check; parity_split, "
+                         "--parity-split on the command line, picks another)") from None
     if keras_model.channels == 3:
         parity_faces = np.repeat(parity_faces, 3, axis=-1)
     reference = keras_model.classify(parity_faces)

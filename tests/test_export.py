@@ -251,3 +251,9 @@ def test_parity_split_is_chosen_and_a_missing_one_is_reported(exported, tmp_path
     assert export_module.main([*args, "--output-dir", str(tmp_path / "out"), "--parity-split", "PublicTest"]) == 0
     report = json.loads((tmp_path / "out" / PARITY_REPORT).read_text())
     assert report["parity_data"] == {"source": data, "split": "PublicTest", "images": 21}
+
+
+def test_synthetic_calibration_and_parity_faces_differ_whatever_the_parity_split():
+    calibration = export_module.read_faces(None, export_module.CALIBRATION_SPLIT, 8, seed=0)
+    for split in ("PublicTest", "PrivateTest"):
+        assert not np.array_equal(calibration, export_module.read_faces(None, split, 8, seed=0)), split
