@@ -27,6 +27,7 @@ import typing
 import yaml
 
 SPLITS = ("Training", "PublicTest", "PrivateTest")
+SCHEDULES = ("plateau", "cosine")
 LABEL_MODES = ("fer2013", "ferplus", "ferplus8")
 PRECISION_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker")
@@ -87,7 +88,9 @@ class AugmentationConfig:
 class ModelConfig:
     """Arguments of `keras_fer.models.build_model`; the class count follows `data.labels`."""
 
-    input_size: int = field(224, "side of the square image the backbone sees; a multiple of 32")
+    input_size: int = field(224, "side of the square image the backbone sees (every U-Net must pool it exactly)")
+    stem: str = field("imagenet", "imagenet (7x7/2 + max-pool, the paper's), conv3x3 (stride 1) or conv3x3_s2 (stride 2)",
+                      ("imagenet", "conv3x3", "conv3x3_s2"))
     width: int = field(64, "channels of the first stage (64 in ResNet34); every stage scales with it")
     mask_depths: typing.List[int] = field([4, 3, 2, 1], "U-Net mask depth after each of the 4 stages")
     use_masks: bool = field(True, "the ECA-U-Net masks; false gives a plain ResNet34")
@@ -144,7 +147,13 @@ class TrainingConfig:
         "auto", "Keras progress: auto, 0 silent, 1 progress bar, 2 one line per epoch", ("auto", 0, 1, 2)
     )
     optimizer: OptimizerConfig = field(OptimizerConfig(), "optimizer settings")
-    reduce_lr: ReduceLRConfig = field(ReduceLRConfig(), "learning-rate reduction on a plateau")
+    schedule: str = field(
+        "plateau", "learning rate over time: plateau (constant, cut by reduce_lr) or cosine (linear warm-up "
+        "over warmup_epochs, then cosine decay to 0 at the end of the last epoch)", SCHEDULES
+    )
+    warmup_epochs: int = field(0, "cosine schedule: epochs of linear warm-up from 0 to optimizer.learning_rate")
+    label_smoothing: float = field(0.0, "label smoothing of the cross-entropy loss, in [0, 1)")
+    reduce_lr: ReduceLRConfig = field(ReduceLRConfig(), "learning-rate reduction on a plateau (schedule: plateau)")
     early_stopping: EarlyStoppingConfig = field(EarlyStoppingConfig(), "early stopping")
     time_limit_minutes: typing.Optional[float] = field(
         None, "stop training (then evaluate as usual) once the next epoch would end past this many minutes; "
@@ -198,7 +207,21 @@ def load_config(path=None, overrides=()):
     for override in overrides:
         key, value = _parse_override(override)
         _set_dotted(values, key, value)
-    return from_dict(Config, values)
+    config = from_dict(Config, values)
+    check_relations(config)
+    return config
+
+
+def check_relations(config):
+    """Raises ConfigError where values that are each valid do not fit together."""
+    training = config.training
+    if not 0 <= training.warmup_epochs < training.epochs:
+        raise ConfigError(
+            f"training.warmup_epochs: must be at least 0 and less than training.epochs ({training.epochs}), "
+            f"got {training.warmup_epochs}"
+        )
+    if not 0.0 <= training.label_smoothing < 1.0:
+        raise ConfigError(f"training.label_smoothing: must be in [0, 1), got {training.label_smoothing}")
 
 
 def from_dict(schema, values, prefix=""):

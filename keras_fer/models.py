@@ -7,6 +7,7 @@ stages, global average pooling and a softmax head.
 
 import argparse
 import json
+import math
 
 import keras
 from keras import layers
@@ -23,6 +24,10 @@ from keras_fer.layers import (
 
 # ResNet34: basic blocks per stage; channels are width * 2**stage_index.
 STAGE_BLOCKS = (3, 4, 6, 3)
+# Stems: how the backbone turns the input image into the first stage's feature map, and by
+# what factor it shrinks it. "imagenet" is ResNet34's (and the paper's); "conv3x3" keeps a
+# 48-pixel face at full resolution, "conv3x3_s2" halves it, neither with a max-pool.
+STEM_STRIDES = {"imagenet": 4, "conv3x3": 1, "conv3x3_s2": 2}
 # Not stated in the paper: the common FER2013 choice of flips, small shifts and rotations.
 DEFAULT_AUGMENTATION = {"flip": True, "shift": 0.1, "rotation_degrees": 10.0, "zoom": 0.1}
 
@@ -51,6 +56,39 @@ def apply_stage(x, filters, blocks, stride, mask_depth, stage_name, mask_options
     return layers.Add(name=f"{stage_name}_fused")([x, gated])
 
 
+def apply_stem(x, stem, width):
+    """The backbone's stem: convolution, BN, ReLU and, for "imagenet", a max-pool.
+
+    Args:
+        x: images (batch, H, W, 3).
+        stem: str, a key of `STEM_STRIDES`.
+        width: int, channels of the stem's output (the first stage's width).
+    Returns:
+        (batch, H / s, W / s, width) with s = `STEM_STRIDES[stem]`.
+    """
+    kernel, stride = (7, 2) if stem == "imagenet" else (3, STEM_STRIDES[stem])
+    x = layers.Conv2D(width, kernel, strides=stride, padding="same", use_bias=False, name="stem_conv")(x)
+    x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    if stem == "imagenet":
+        x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+    return x
+
+
+def stage_sizes(input_size, stem="imagenet"):
+    """Side of each stage's feature map for a square input of `input_size` pixels.
+
+    Example:
+    >>> stage_sizes(224), stage_sizes(48, "conv3x3")
+    ([56, 28, 14, 7], [48, 24, 12, 6])
+    """
+    side = math.ceil(input_size / STEM_STRIDES[stem])
+    sizes = [side]
+    for _ in STAGE_BLOCKS[1:]:
+        sizes.append(math.ceil(sizes[-1] / 2))
+    return sizes
+
+
 def build_model(
     input_size=224,
     width=64,
@@ -65,6 +103,7 @@ def build_model(
     image_shape=(48, 48, 1),
     eca_gamma=2,
     eca_b=1,
+    stem="imagenet",
     name="keras_fer",
 ):
     """Builds the ResNet34 + ECA-U-Net mask network as one functional Keras model.
@@ -75,8 +114,9 @@ def build_model(
     `(input_size, input_size, 3)` float, already scaled, for other datasets.
 
     Args:
-        input_size: int, side of the square image the backbone sees; a multiple of 32 keeps
-            every U-Net's pooling exact. The paper uses 224.
+        input_size: int, side of the square image the backbone sees. Every stage's side
+            must be divisible by 2^(mask depth - 1) so that its U-Net pools exactly: with the
+            "imagenet" stem a multiple of 32 does that. The paper uses 224.
         width: int, channels of the first stage (64 in ResNet34); all channels scale with it.
         num_classes: int, size of the softmax head.
         mask_depths: four ints, U-Net depth after each stage (paper: 4, 3, 2, 1).
@@ -91,6 +131,9 @@ def build_model(
         include_preprocessing: bool, whether the model starts from raw faces.
         image_shape: (height, width, channels) of the raw faces, channels 1 or 3.
         eca_gamma, eca_b: ECA's adaptive kernel-size constants.
+        stem: str, "imagenet" (7x7 stride-2 convolution and 3x3 stride-2 max-pool, the
+            paper's), "conv3x3" (3x3 stride-1 convolution: the first stage at the input's
+            resolution) or "conv3x3_s2" (3x3 stride 2: half of it). See `STEM_STRIDES`.
         name: str, model name.
 
     Example:
@@ -99,8 +142,13 @@ def build_model(
     >>> model(np.zeros((2, 48, 48, 1), "uint8")).shape
     (2, 7)
     """
-    if not isinstance(input_size, int) or input_size < 32:
-        raise ValueError(f"`input_size` must be an integer >= 32. Received: input_size={input_size!r}")
+    if stem not in STEM_STRIDES:
+        raise ValueError(f"`stem` must be one of {', '.join(STEM_STRIDES)}. Received: stem={stem!r}")
+    if not isinstance(input_size, int) or input_size < 8 * STEM_STRIDES[stem]:
+        raise ValueError(
+            f"`input_size` must be an integer >= {8 * STEM_STRIDES[stem]} with stem {stem!r}. "
+            f"Received: input_size={input_size!r}"
+        )
     if not isinstance(width, int) or width < 1:
         raise ValueError(f"`width` must be a positive integer. Received: width={width!r}")
     if not isinstance(num_classes, int) or num_classes < 2:
@@ -111,6 +159,15 @@ def build_model(
             f"`mask_depths` must be {len(STAGE_BLOCKS)} integers >= 1, one per stage. "
             f"Received: mask_depths={mask_depths}"
         )
+    if use_masks:
+        for index, (side, depth) in enumerate(zip(stage_sizes(input_size, stem), mask_depths), start=1):
+            if side % 2 ** (depth - 1):
+                raise ValueError(
+                    f"With stem {stem!r}, `input_size` {input_size} gives stage {index} a side of {side} "
+                    f"pixels, which its depth-{depth} U-Net mask cannot pool {depth - 1} times exactly "
+                    f"(it must be divisible by {2 ** (depth - 1)}). Received: input_size={input_size}, "
+                    f"stem={stem!r}, mask_depths={mask_depths}"
+                )
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
     image_shape = tuple(image_shape)
@@ -138,10 +195,7 @@ def build_model(
         inputs = keras.Input((input_size, input_size, 3), name="images")
         x = inputs
 
-    x = layers.Conv2D(width, 7, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
-    x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name="stem_bn")(x)
-    x = layers.ReLU(name="stem_relu")(x)
-    x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+    x = apply_stem(x, stem, width)
 
     mask_options = dict(use_eca=use_eca, activation=mask_activation, eca_gamma=eca_gamma, eca_b=eca_b)
     for index, (blocks, depth) in enumerate(zip(STAGE_BLOCKS, mask_depths)):

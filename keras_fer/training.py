@@ -39,6 +39,7 @@ import keras
 from keras_fer import config as config_lib
 from keras_fer import data as fer_data
 from keras_fer import evaluation
+from keras_fer.losses import SparseCategoricalCrossentropy
 from keras_fer.models import build_model
 
 # Entries of a run directory that `--overwrite` removes; anything else is left alone.
@@ -221,6 +222,13 @@ def data_file(config, paths):
     return paths.synthetic_data
 
 
+def synthetic_split_sizes(config):
+    """The faces per split of the synthetic data set that `config.data.synthetic` describes."""
+    synthetic, classes = config.data.synthetic, len(fer_data.class_names(config.data.labels))
+    return {"Training": synthetic.train_per_class * classes, "PublicTest": synthetic.validation_per_class * classes,
+            "PrivateTest": synthetic.test_per_class * classes}
+
+
 def split_sizes(path, config):
     """Rows the label mode keeps in each split present in the file (validates the file)."""
     try:
@@ -337,23 +345,52 @@ def make_model(config, num_classes):
         augmentation=augmentation,
         eca_gamma=model.eca_gamma,
         eca_b=model.eca_b,
+        stem=model.stem,
     )
 
 
-def make_optimizer(settings):
+def train_steps_per_epoch(config, sizes):
+    """Optimizer steps in one epoch: `training.steps_per_epoch`, else whole batches of the training split.
+
+    The TensorFlow pipeline drops the last partial batch; NumPy input (other backends) keeps it.
+    """
+    if config.training.steps_per_epoch is not None:
+        return config.training.steps_per_epoch
+    faces, batch = sizes[config.data.train_split], config.training.batch_size
+    return faces // batch if uses_tensorflow() else math.ceil(faces / batch)
+
+
+def make_learning_rate(training, steps_per_epoch):
+    """The optimizer's learning rate: a number for `plateau`, a warm-up + cosine schedule for `cosine`.
+
+    The cosine schedule reaches 0 at the end of `training.epochs`: a run cut short by
+    `time_limit_minutes` stops before it does.
+    """
+    peak = training.optimizer.learning_rate
+    if training.schedule == "plateau":
+        return peak
+    warmup_steps = training.warmup_epochs * steps_per_epoch
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=training.epochs * steps_per_epoch - warmup_steps, warmup_target=peak,
+        warmup_steps=warmup_steps,
+    )
+
+
+def make_optimizer(settings, learning_rate):
     """SGD (momentum, Nesterov) or AdamW, both with Keras's decoupled `weight_decay`."""
     if settings.name == "sgd":
         return keras.optimizers.SGD(
-            learning_rate=settings.learning_rate, momentum=settings.momentum,
+            learning_rate=learning_rate, momentum=settings.momentum,
             nesterov=settings.nesterov, weight_decay=settings.weight_decay,
         )
-    return keras.optimizers.AdamW(learning_rate=settings.learning_rate, weight_decay=settings.weight_decay)
+    return keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=settings.weight_decay)
 
 
-def compile_model(model, config):
+def compile_model(model, config, steps_per_epoch):
+    training = config.training
     model.compile(
-        optimizer=make_optimizer(config.training.optimizer),
-        loss="sparse_categorical_crossentropy",
+        optimizer=make_optimizer(training.optimizer, make_learning_rate(training, steps_per_epoch)),
+        loss=SparseCategoricalCrossentropy(label_smoothing=training.label_smoothing),
         metrics=["accuracy"],
         jit_compile=config.runtime.jit_compile,
     )
@@ -436,6 +473,17 @@ class EpochThroughput(keras.callbacks.Callback):
             logs["train_images_per_second"] = round(self.batches * self.batch_size / seconds, 2)
 
 
+class LearningRateLog(keras.callbacks.Callback):
+    """Adds the learning rate the schedule reached at the end of each epoch to its logs (history.csv).
+
+    `ReduceLROnPlateau` logs it itself; a schedule has no callback that does.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
 class TimeLimit(keras.callbacks.Callback):
     """Stops training when the next epoch would end after `minutes` (counted from `fit`'s start).
 
@@ -474,26 +522,26 @@ def make_callbacks(config, paths):
     """
     training = config.training
     monitor = training.monitor
-    reduce_lr = keras.callbacks.ReduceLROnPlateau(
-        monitor=monitor, factor=training.reduce_lr.factor, patience=training.reduce_lr.patience,
-        min_lr=training.reduce_lr.min_lr, verbose=1,
-    )
     early_stopping = keras.callbacks.EarlyStopping(
         monitor=monitor, patience=training.early_stopping.patience,
         restore_best_weights=training.early_stopping.restore_best_weights, verbose=1,
     )
     best = keras.callbacks.ModelCheckpoint(paths.best_model, monitor=monitor, save_best_only=True, verbose=1)
+    tracked = {"early_stopping": early_stopping, "best_checkpoint": best}
+    if training.schedule == "plateau":
+        tracked["reduce_lr"] = keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, factor=training.reduce_lr.factor, patience=training.reduce_lr.patience,
+            min_lr=training.reduce_lr.min_lr, verbose=1,
+        )
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
         EpochThroughput(training.batch_size),
-        reduce_lr,
+        *([tracked["reduce_lr"]] if "reduce_lr" in tracked else []),
         early_stopping,
         best,
         keras.callbacks.ModelCheckpoint(paths.last_model),
-        CallbackStateBackup(
-            paths.backup / "callbacks.json",
-            {"reduce_lr": reduce_lr, "early_stopping": early_stopping, "best_checkpoint": best},
-        ),
+        CallbackStateBackup(paths.backup / "callbacks.json", tracked),
+        *([LearningRateLog()] if training.schedule != "plateau" else []),
         keras.callbacks.BackupAndRestore(paths.backup),
         keras.callbacks.CSVLogger(paths.history, append=True),
     ]
@@ -545,9 +593,11 @@ def train(config, output_dir, overwrite=False, dry_run=False, command=None):
     if command is not None and not dry_run:
         record_command(paths, command, resume, version)
     if synthetic and dry_run:
-        path, sizes = "synthetic (generated when training)", {}
+        # The sizes the synthetic data set will have once generated.
+        path, sizes = "synthetic (generated when training)", synthetic_split_sizes(config)
     elif synthetic:
         path, sizes = checked_data(config, paths)
+    steps_per_epoch = train_steps_per_epoch(config, sizes)
 
     keras.mixed_precision.set_global_policy(config.runtime.mixed_precision)
     keras.utils.set_random_seed(config.training.seed)
@@ -555,14 +605,14 @@ def train(config, output_dir, overwrite=False, dry_run=False, command=None):
 
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = make_model(config, len(class_names))
-        compile_model(model, config)
+        compile_model(model, config, steps_per_epoch)
     callbacks = make_callbacks(config, paths)
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
     devices = f"strategy {config.runtime.strategy} ({replicas} replica(s))" if strategy is not None else "one device"
     print(f"Model {model.name}: {model.count_params():,} parameters; policy {config.runtime.mixed_precision}, "
           f"jit_compile {config.runtime.jit_compile}, {devices}")
     if dry_run:
-        return dry_run_report(config, model, callbacks, sizes, replicas)
+        return dry_run_report(config, model, callbacks, sizes, replicas, steps_per_epoch)
 
     history = model.fit(
         epochs=config.training.epochs,
@@ -626,11 +676,19 @@ def summary_line(metrics, monitor):
             f"{metrics['epochs_run']}; {test_text}; {int(minutes)}m{seconds:04.1f}s; model {metrics['models']['best']}")
 
 
-def dry_run_report(config, model, callbacks, sizes, replicas):
+def dry_run_report(config, model, callbacks, sizes, replicas, steps_per_epoch):
     """What training would use, read back from the built objects (not from the config)."""
     by_type = {type(callback).__name__: callback for callback in callbacks}
     optimizer = model.optimizer.get_config()
-    reduce_lr, early_stopping = by_type["ReduceLROnPlateau"], by_type["EarlyStopping"]
+    early_stopping = by_type["EarlyStopping"]
+    schedule = model.optimizer._learning_rate
+    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        optimizer["learning_rate"] = schedule.warmup_target  # the peak, reported beside the schedule
+        schedule = {"class": type(schedule).__name__, "warmup_steps": schedule.warmup_steps,
+                    "decay_steps": schedule.decay_steps, "peak": to_json_number(schedule.warmup_target)}
+    else:
+        schedule = None
+    reduce_lr = by_type.get("ReduceLROnPlateau")
     return {
         "model": {
             "name": model.name,
@@ -644,13 +702,15 @@ def dry_run_report(config, model, callbacks, sizes, replicas):
         "optimizer": {"class": type(model.optimizer).__name__, **{
             key: to_json_number(optimizer[key])
             for key in ("learning_rate", "momentum", "nesterov", "weight_decay") if key in optimizer}},
-        "loss": model.loss,
+        "loss": {"class": type(model.loss).__name__, "label_smoothing": model.loss.label_smoothing},
+        "schedule": schedule,
         "fit": {"batch_size": config.training.batch_size, "epochs": config.training.epochs, "replicas": replicas,
                 "train_split": config.data.train_split, "validation_split": config.data.validation_split},
-        "reduce_lr": {"monitor": reduce_lr.monitor, "factor": reduce_lr.factor, "patience": reduce_lr.patience},
+        "reduce_lr": reduce_lr and {"monitor": reduce_lr.monitor, "factor": reduce_lr.factor,
+                                    "patience": reduce_lr.patience},
         "early_stopping": {"monitor": early_stopping.monitor, "patience": early_stopping.patience,
                            "restore_best_weights": early_stopping.restore_best_weights},
         "callbacks": [type(callback).__name__ for callback in callbacks],
         "data_splits": sizes,
-        "steps_per_epoch": math.ceil(sizes[config.data.train_split] / config.training.batch_size) if sizes else None,
+        "steps_per_epoch": steps_per_epoch,
     }
