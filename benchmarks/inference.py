@@ -5,7 +5,7 @@ For each configuration (`configs/fer2013_cpu.yaml`, `configs/paper.yaml`) the ne
 as `train.py` builds it (weights as initialized: speed does not depend on their values),
 saved as `.keras`, exported with the export engineer's functions
 (`keras_fer.export.export_saved_model`, `convert_tflite`; int8 calibrated on real Training
-faces) and loaded with the classifiers `predict.py` uses (`keras_fer.predict.load_classifier`:
+faces) and loaded with the classifiers `predict.py` uses (`keras_fer.classifiers.load_classifier`:
 `predict_on_batch`, the `serving_default` signature, the LiteRT interpreter with its default
 threads). Each takes raw uint8 48x48 faces, preprocessing included. Reported per variant:
 
@@ -98,7 +98,7 @@ def time_calls(function, faces, warmup, runs):
 
 def measure_variant(path, faces, calls):
     """Latency at batch 1 and throughput at batch 64 of the model at `path`."""
-    from keras_fer.predict import load_classifier
+    from keras_fer.classifiers import load_classifier
 
     warmup, runs, batch_warmup, batch_runs = calls
     classifier = load_classifier(str(path))
@@ -171,7 +171,7 @@ def main(argv=None):
         "latency_batch_1": "wall time of one classify() call on one raw face (preprocessing included), ms",
         "throughput": f"{THROUGHPUT_BATCH} / median wall time of a batch-{THROUGHPUT_BATCH} classify() call",
         "cores_busy": "process CPU time / wall time over the timed calls (2 = both cores)",
-        "classify": "keras_fer.predict.load_classifier(path).classify: Keras predict_on_batch, SavedModel "
+        "classify": "keras_fer.classifiers.load_classifier(path).classify: Keras predict_on_batch, SavedModel "
                     "serving_default, LiteRT interpreter (default threads)",
     }
     report["configurations"] = {}

@@ -171,11 +171,16 @@ def plot_confusion_matrix(normalized, class_names, path, title=None):
 
 
 def load_model_file(path):
-    """Loads a `.keras` model, or raises ValueError saying why the file is not one."""
+    """Loads a `.keras` model, or a shipped preset by name; raises ValueError saying why it cannot."""
     import keras
 
-    import keras_fer.layers  # noqa: F401  (registers the custom layers)
+    from keras_fer import pretrained
 
+    if not os.path.exists(path) and path in pretrained.PRESETS:
+        try:
+            return pretrained.load(path)
+        except pretrained.PresetError as error:
+            raise ValueError(f"--model {path}: {error}") from None
     if not os.path.isfile(path):
         raise ValueError(f"--model {path}: no such file")
     if not zipfile.is_zipfile(path):
@@ -236,7 +241,8 @@ def parse_args(argv):
         description="Measure a trained .keras model on one split of a FER2013 CSV: accuracy, per-class "
         "precision/recall/F1, macro F1, confusion matrix (metrics.json) and its figure (confusion_matrix.png).",
     )
-    parser.add_argument("--model", required=True, help="trained model, e.g. runs/quickstart/best.keras")
+    parser.add_argument("--model", required=True,
+                        help="trained model, e.g. runs/quickstart/best.keras, or a shipped preset name (fer2013)")
     parser.add_argument("--data", required=True, help="fer2013.csv or .csv.gz (a run's data/synthetic_fer2013.csv)")
     parser.add_argument("--split", required=True, choices=("Training", "PublicTest", "PrivateTest"))
     parser.add_argument("--output-dir", help="where to write (default: evaluation-SPLIT[-TTA] beside the model)")

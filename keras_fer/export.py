@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from keras_fer.data import USAGES, synthetic_faces
-from keras_fer.predict import (
+from keras_fer.classifiers import (
     CLASS_NAMES_METADATA,
     KerasClassifier,
     ModelError,

@@ -234,6 +234,8 @@ def main(argv=None):
     )
     parser.add_argument("--input-size", type=int, default=224, help="backbone input side (default 224, the paper)")
     parser.add_argument("--width", type=int, default=64, help="first-stage channels (default 64, the paper)")
+    parser.add_argument("--stem", choices=tuple(STEM_STRIDES), default="imagenet",
+                        help="imagenet (7x7/2 + max-pool, the paper's; default), conv3x3 or conv3x3_s2")
     parser.add_argument("--num-classes", type=int, default=7)
     parser.add_argument("--mask-depths", type=int, nargs=4, default=(4, 3, 2, 1), metavar="D")
     parser.add_argument("--no-masks", action="store_true", help="plain ResNet34")
@@ -249,6 +251,7 @@ def main(argv=None):
         mask_depths=args.mask_depths,
         use_masks=not args.no_masks,
         use_eca=not args.no_eca,
+        stem=args.stem,
     )
     if args.summary:
         model.summary(expand_nested=args.expand, line_length=120)

@@ -327,26 +327,30 @@ def is_chief():
     return task["type"] == "worker" and task["index"] == 0
 
 
-def make_model(config, num_classes):
-    """The network of `config.model`, its augmentation seeded by `training.seed`."""
+def model_build_arguments(config, num_classes):
+    """The `build_model` keyword arguments of `config.model`, without augmentation."""
     model = config.model
-    augmentation = None
-    if model.augmentation is not None:
-        augmentation = dict(dataclasses.asdict(model.augmentation), seed=config.training.seed)
-    return build_model(
+    return dict(
         input_size=model.input_size,
         width=model.width,
         num_classes=num_classes,
-        mask_depths=model.mask_depths,
+        mask_depths=list(model.mask_depths),
         use_masks=model.use_masks,
         use_eca=model.use_eca,
         mask_activation=model.mask_activation,
         dropout=model.dropout,
-        augmentation=augmentation,
         eca_gamma=model.eca_gamma,
         eca_b=model.eca_b,
         stem=model.stem,
     )
+
+
+def make_model(config, num_classes):
+    """The network of `config.model`, its augmentation seeded by `training.seed`."""
+    augmentation = None
+    if config.model.augmentation is not None:
+        augmentation = dict(dataclasses.asdict(config.model.augmentation), seed=config.training.seed)
+    return build_model(**model_build_arguments(config, num_classes), augmentation=augmentation)
 
 
 def train_steps_per_epoch(config, sizes):

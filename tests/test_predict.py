@@ -10,7 +10,7 @@ from test_export import tiny_export
 
 from keras_fer import predict
 from keras_fer.data import CLASS_NAMES, synthetic_faces
-from keras_fer.predict import ModelError, check_face_input, quantized_input_scale
+from keras_fer.classifiers import TFLiteClassifier, ModelError, check_face_input, quantized_input_scale
 
 # scikit-image ships this NASA portrait of Eileen Collins: a real photo that no one here drew.
 ASTRONAUT = os.path.join(os.path.dirname(pytest.importorskip("skimage.data").__file__), "astronaut.png")
@@ -100,7 +100,7 @@ def test_whole_image_faces_match_the_model_on_raw_pixels(exported, tmp_path, cap
     model = exported["tflite"]["float32"]
     status, lines, err = run_predict(capsys, "--model", model, "--whole-image", *paths)
     assert status == 0, err
-    expected = predict.TFLiteClassifier(model).classify(faces)
+    expected = TFLiteClassifier(model).classify(faces)
     for line, probabilities in zip(lines, expected):
         assert line["box"] == [0, 0, 48, 48]
         np.testing.assert_allclose(list(line["probabilities"].values()), probabilities, atol=1e-5)

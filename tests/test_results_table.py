@@ -53,7 +53,7 @@ def table_rows(block):
 def test_rows_carry_the_figures_of_each_run(ablation):
     rows = table_rows(results_table.markdown_table(results_table.load_runs(ablation)))
     full = rows["[fer2013_cpu](results/fer2013_cpu/)"]
-    assert full == ["ResNet34 + ECA-U-Net masks", "64, 16", "11 (7)", "65.43% (PublicTest)", "0.554",
+    assert full == ["ResNet34 + ECA-U-Net masks", "64, imagenet, 16", "11 (7)", "65.43% (PublicTest)", "0.554",
                     "78.1% (Tian et al. 2024 (this network))", "88 min", "`0123456`"]
     no_masks = rows["[fer2013_cpu_no_masks](results/fer2013_cpu_no_masks/)"]
     assert no_masks[0] == "plain ResNet34 (no masks)"
@@ -65,6 +65,7 @@ def test_rows_carry_the_figures_of_each_run(ablation):
 
 def test_ablation_sentence_is_computed_from_the_runs(ablation):
     block = results_table.markdown_table(results_table.load_runs(ablation))
+    assert "Ablation of fer2013_cpu against fer2013_cpu_no_masks and fer2013_cpu_no_eca (same" in block
     assert "+4.3 points over a plain ResNet34" in block  # 65.43 - 61.11
     assert "+1.1 points over masks without it" in block  # 65.43 - 64.32
     # sqrt(0.6543 * 0.3457 / 3589) = 0.79 points; a difference's two standard errors: 2 * sqrt(2) * 0.79
@@ -85,7 +86,7 @@ def test_ablation_ignores_runs_that_differ_in_more_than_the_masks(tmp_path):
     write_run(tmp_path, "full", 0.65)
     write_run(tmp_path, "plain_longer", 0.60, ["model.use_masks=false", "training.epochs=99"])
     block = results_table.markdown_table(results_table.load_runs(tmp_path))
-    assert "no full-model run has a plain-ResNet34 run of the same configuration" in block
+    assert "Ablation of full: no plain-ResNet34 run of the same configuration yet." in block
 
 
 def test_readme_is_rewritten_between_the_markers_only(ablation, tmp_path):

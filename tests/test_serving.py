@@ -16,7 +16,7 @@ from test_export import tiny_export
 
 from keras_fer.data import CLASS_NAMES, synthetic_faces
 from keras_fer.export import encode_png
-from keras_fer.predict import KerasClassifier
+from keras_fer.classifiers import KerasClassifier
 from keras_fer.serving import (
     ENCODED_INPUT,
     ENCODED_SIGNATURE,

@@ -65,6 +65,8 @@ def load_run(directory):
             "config": config,
             "variant": variant(config),
             "input_size": config["model"]["input_size"],
+            # Runs from before the stem option used the paper's stem.
+            "stem": config["model"].get("stem", "imagenet"),
             "width": config["model"]["width"],
             "validation_split": validation["split"],
             "validation_accuracy": validation["accuracy"],
@@ -92,27 +94,34 @@ def load_runs(results_dir):
 
 
 def ablation_sentence(runs):
-    """What the ablation shows, for the first group of runs equal except for the mask switches."""
+    """What the ablation shows: one sentence per group of runs equal except for the mask switches."""
     groups = {}
     for run in runs:
         model = {key: value for key, value in run["config"]["model"].items() if key not in ABLATION_KEYS}
         key = json.dumps({**run["config"], "model": model}, sort_keys=True)
         groups.setdefault(key, {})[run["variant"]] = run
+    sentences = []
     for group in groups.values():
-        if {"full", "no_masks"} <= set(group):
-            full = group["full"]
-            split = full["validation_split"]
-            sentence = (
-                f"Ablation (same configuration and budget, {split} accuracy): the ECA-U-Net masks change "
-                f"accuracy by {points(full, group['no_masks'])} points over a plain ResNet34"
-            )
-            if "no_eca" in group:
-                sentence += f", and ECA inside the masks by {points(full, group['no_eca'])} points over masks without it"
-            error = 100 * standard_error(full)
-            return (sentence + f". Each run is one seed; one standard error of an accuracy on {full['validation_images']:,} "
-                    f"images is {error:.1f} points, so differences within about {2 * math.sqrt(2) * error:.1f} points "
-                    "(two standard errors of a difference) are not evidence either way.")
-    return "Ablation: no full-model run has a plain-ResNet34 run of the same configuration yet."
+        if "full" not in group:
+            continue
+        full = group["full"]
+        if "no_masks" not in group:
+            sentences.append(f"Ablation of {full['name']}: no plain-ResNet34 run of the same configuration yet.")
+            continue
+        split = full["validation_split"]
+        compared = " and ".join(group[name]["name"] for name in ("no_masks", "no_eca") if name in group)
+        sentence = (
+            f"Ablation of {full['name']} against {compared} (same configuration and budget, {split} accuracy): "
+            f"the ECA-U-Net masks change accuracy by {points(full, group['no_masks'])} points over a plain ResNet34"
+        )
+        if "no_eca" in group:
+            sentence += f", and ECA inside the masks by {points(full, group['no_eca'])} points over masks without it"
+        error = 100 * standard_error(full)
+        sentences.append(
+            sentence + f". Each run is one seed; one standard error of an accuracy on {full['validation_images']:,} "
+            f"images is {error:.1f} points, so differences within about {2 * math.sqrt(2) * error:.1f} points "
+            "(two standard errors of a difference) are not evidence either way.")
+    return "\n\n".join(sentences) or "Ablation: no full-model run has a plain-ResNet34 run of the same configuration yet."
 
 
 def points(run, baseline):
@@ -156,14 +165,14 @@ def format_minutes(seconds):
 
 def markdown_table(runs):
     """The Markdown block, markers included."""
-    header = ["run", "model", "input, width", "epochs (best)", "validation accuracy", "validation macro F1",
+    header = ["run", "model", "input, stem, width", "epochs (best)", "validation accuracy", "validation macro F1",
               "paper's FER2013 test accuracy", "wall time", "commit"]
     rows = []
     for run in runs:
         figure, source = PAPER_FIGURES[run["variant"]]
         rows.append([
             f"[{run['name']}](results/{run['name']}/)", VARIANT_NAMES[run["variant"]],
-            f"{run['input_size']}, {run['width']}", f"{run['epochs_run']} ({run['best_epoch']})",
+            f"{run['input_size']}, {run['stem']}, {run['width']}", f"{run['epochs_run']} ({run['best_epoch']})",
             f"{100 * run['validation_accuracy']:.2f}% ({run['validation_split']})",
             f"{run['validation_macro_f1']:.3f}", f"{figure}% ({source})" if figure else "—",
             format_minutes(run["wall_time_seconds"]), f"`{run['code_version'][:7]}`",

@@ -1,0 +1,57 @@
+"""Pictures of results: photos annotated with boxes and labels, stage-mask overlays on a face."""
+
+import os
+
+import cv2
+import numpy as np
+
+from keras_fer.faces import ImageError
+
+
+def annotate(image, results):
+    """A copy of the BGR photo with each face's box and label drawn."""
+    annotated = image.copy()
+    thickness = max(1, round(max(image.shape[:2]) / 300))
+    for result in results:
+        x, y, width, height = result["box"]
+        label = f"{result['label']} {result['probabilities'][result['label']]:.2f}"
+        cv2.rectangle(annotated, (x, y), (x + width, y + height), (0, 255, 0), thickness)
+        scale = max(0.4, width / 200)
+        (text_width, text_height), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        text_top = max(y - text_height - baseline, 0)
+        cv2.rectangle(annotated, (x, text_top), (x + text_width, text_top + text_height + baseline), (0, 255, 0), -1)
+        cv2.putText(annotated, label, (x, text_top + text_height), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness)
+    return annotated
+
+
+def mask_overlays(face, gate_maps, tile=192):
+    """One BGR strip: the face, then each stage's map as a heat map over it.
+
+    Args:
+        face: uint8 (48, 48, C).
+        gate_maps: float (h, w) maps, e.g. from `KerasClassifier.stage_gates`.
+        tile: side of each picture in pixels.
+    """
+    gray = face[..., 0] if face.shape[-1] == 1 else cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)
+    face_tile = cv2.cvtColor(cv2.resize(gray, (tile, tile), interpolation=cv2.INTER_CUBIC), cv2.COLOR_GRAY2BGR)
+    tiles = [face_tile]
+    for stage, gate_map in enumerate(gate_maps, start=1):
+        span = float(gate_map.max() - gate_map.min())
+        normalized = (gate_map - gate_map.min()) / span if span > 0 else np.zeros_like(gate_map)
+        heat = cv2.applyColorMap(
+            cv2.resize(np.uint8(255 * normalized), (tile, tile), interpolation=cv2.INTER_LINEAR), cv2.COLORMAP_JET
+        )
+        overlay = cv2.addWeighted(face_tile, 0.5, heat, 0.5, 0)
+        cv2.putText(overlay, f"stage {stage}", (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2)
+        tiles.append(overlay)
+    return np.concatenate(tiles, axis=1)
+
+
+def write_image(directory, path, suffix, image):
+    """Writes `image` as DIRECTORY/<stem of path><suffix>.png; returns the written path."""
+    os.makedirs(directory, exist_ok=True)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    out_path = os.path.join(directory, f"{stem}{suffix}.png")
+    if not cv2.imwrite(out_path, image):
+        raise ImageError(f"{out_path}: cannot write the image.")
+    return out_path

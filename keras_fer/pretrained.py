@@ -1,0 +1,204 @@
+"""Pretrained models shipped inside the package, loaded by name, in the style of keras-hub presets.
+
+A preset is one `.npz` file in `keras_fer/presets/`: the keyword arguments of
+`keras_fer.models.build_model`, the class names and a description (JSON, under the key
+`metadata`), and every variable of the inference model stored as float16 under its Keras
+variable path (`weights/stage1_block1/conv1/kernel`, ...). Loading builds the network in
+float32 on the current backend (TensorFlow or JAX) and assigns the weights, after checking
+the file's sha256 against `PRESETS`, so that a damaged or swapped file is refused rather
+than silently giving other predictions.
+
+Example:
+>>> import numpy as np
+>>> import keras_fer
+>>> model = keras_fer.pretrained.load("fer2013")
+>>> model.predict(np.zeros((1, 48, 48, 1), "uint8"), verbose=0).shape
+(1, 7)
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+METADATA_KEY = "metadata"
+WEIGHTS_PREFIX = "weights/"
+# Every preset: its file in PRESET_DIR, the file's sha256 and what it is.
+PRESETS = {
+    "fer2013": {
+        "file": "fer2013.npz",
+        "sha256": "",
+        "description": "",
+    },
+}
+
+
+class PresetError(ValueError):
+    """An unknown preset name, a missing or damaged preset file, or weights that do not fit."""
+
+
+def available():
+    """Names of the presets shipped with the package.
+
+    Example:
+    >>> "fer2013" in available()
+    True
+    """
+    return sorted(PRESETS)
+
+
+def preset_path(name):
+    """The path of preset `name`'s file; PresetError if the name is unknown."""
+    if name not in PRESETS:
+        raise PresetError(f"Unknown preset {name!r}; available: {', '.join(available())}. Received: name={name!r}")
+    return PRESET_DIR / PRESETS[name]["file"]
+
+
+def file_sha256(path):
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_preset_file(path, expected_sha256=None):
+    """(metadata dict, {variable path: float16 array}) from a preset file.
+
+    Args:
+        path: the `.npz` file.
+        expected_sha256: hex digest the file must have, or None not to check.
+    Raises:
+        PresetError: missing file, wrong sha256, or not a preset file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PresetError(f"{path}: preset file not found (a `pip install` that left out package data?)")
+    if expected_sha256 is not None:
+        actual = file_sha256(path)
+        if actual != expected_sha256:
+            raise PresetError(f"{path}: sha256 is {actual}, expected {expected_sha256}: the file is damaged or "
+                              "not the one this version of keras_fer ships")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            metadata = json.loads(str(archive[METADATA_KEY]))
+            weights = {key[len(WEIGHTS_PREFIX):]: archive[key] for key in archive.files
+                       if key.startswith(WEIGHTS_PREFIX)}
+    except (OSError, ValueError, KeyError) as error:
+        raise PresetError(f"{path}: not a keras_fer preset file ({type(error).__name__}: {error})") from None
+    return metadata, weights
+
+
+def build_with_weights(build, weights, class_names, source="the weights"):
+    """The float32 inference network of `build` with `weights` assigned.
+
+    Args:
+        build: dict of `keras_fer.models.build_model` keyword arguments (no augmentation).
+        weights: {variable path: array}, one for every variable of the network.
+        class_names: the class names in output order, kept as the model's `class_names`.
+        source: what the weights come from, for error messages.
+    Raises:
+        PresetError: the weights do not match the network's variables.
+    """
+    from keras_fer.models import build_model
+
+    model = build_model(**build, augmentation=None)
+    variables = {variable.path: variable for variable in model.weights}
+    missing = sorted(set(variables) - set(weights))
+    unexpected = sorted(set(weights) - set(variables))
+    if missing or unexpected:
+        raise PresetError(f"{source}: the weights do not fit the network: missing {missing[:3]}, "
+                          f"unexpected {unexpected[:3]}")
+    for key, variable in variables.items():
+        if tuple(weights[key].shape) != tuple(variable.shape):
+            raise PresetError(f"{source}: weight {key} has shape {weights[key].shape}, the network {variable.shape}")
+        variable.assign(weights[key].astype(variable.dtype))
+    model.class_names = tuple(class_names)
+    return model
+
+
+def load_file(path, expected_sha256=None):
+    """Builds the float32 inference model stored in a preset file and loads its weights.
+
+    Args:
+        path: a preset `.npz` file (as `save` writes).
+        expected_sha256: hex digest the file must have, or None not to check.
+    Returns:
+        A `keras.Model` from raw faces (batch, 48, 48, 1) uint8 or float 0-255 to class
+        probabilities, not compiled. Its `class_names` attribute lists the classes in output order.
+    Raises:
+        PresetError: see `read_preset_file`, or weights that do not match the network.
+    """
+    metadata, weights = read_preset_file(path, expected_sha256)
+    return build_with_weights(metadata["build"], weights, metadata["class_names"], source=str(path))
+
+
+def load(name="fer2013"):
+    """The shipped model `name`, built on the current Keras backend, its file's sha256 checked.
+
+    Args:
+        name: a preset name, one of `available()`.
+    Returns:
+        See `load_file`.
+
+    Example:
+    >>> model = load("fer2013")
+    >>> model.class_names[3]
+    'Happy'
+    """
+    return load_file(preset_path(name), PRESETS[name]["sha256"])
+
+
+def metadata(name="fer2013"):
+    """The metadata dict stored in preset `name` (build arguments, class names, provenance)."""
+    return read_preset_file(preset_path(name), PRESETS[name]["sha256"])[0]
+
+
+def float16_weights(model, build):
+    """{variable path: float16 array} of the inference network of `build`, taken from `model`.
+
+    Args:
+        model: a trained model of `keras_fer.models.build_model` (its augmentation layer, which
+            inference does not have, carries no weights and may be present).
+        build: dict of `build_model` keyword arguments that rebuild the network.
+    Raises:
+        PresetError: `model` lacks a variable of the network, or a value overflows float16.
+    """
+    import keras
+
+    from keras_fer.models import build_model
+
+    trained = {variable.path: variable for variable in model.weights}
+    weights = {}
+    for variable in build_model(**build, augmentation=None).weights:
+        if variable.path not in trained:
+            raise PresetError(f"the model has no variable {variable.path}: it is not the network `build` describes")
+        value = np.asarray(keras.ops.convert_to_numpy(trained[variable.path]), np.float32)
+        if not np.all(np.isfinite(value.astype(np.float16))):
+            raise PresetError(f"{variable.path}: values beyond float16's range ({np.abs(value).max():g})")
+        weights[variable.path] = value.astype(np.float16)
+    return weights
+
+
+def save(path, build, weights, class_names, provenance):
+    """Writes a preset file: build arguments, class names, provenance and float16 weights.
+
+    Args:
+        path: the `.npz` file to write (to a temporary name first, then renamed into place).
+        build: dict of `build_model` keyword arguments that rebuild the network.
+        weights: {variable path: float16 array}, as `float16_weights` gives.
+        class_names: the class names in output order.
+        provenance: JSON-ready dict: run, command, commit, accuracy, ...
+    Returns:
+        The written file's sha256.
+    """
+    record = {"build": build, "class_names": list(class_names), "provenance": provenance}
+    arrays = {WEIGHTS_PREFIX + key: value for key, value in weights.items()}
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial.npz")
+    np.savez_compressed(partial, **{METADATA_KEY: np.array(json.dumps(record))}, **arrays)
+    partial.replace(path)
+    return file_sha256(path)

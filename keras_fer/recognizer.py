@@ -1,0 +1,119 @@
+"""The Python API: find the faces in an image and give each one's box and class probabilities.
+
+Example:
+>>> import keras_fer
+>>> recognizer = keras_fer.FaceExpressionRecognizer()  # the shipped FER2013 model
+>>> faces = recognizer.recognize("photo.jpg")  # doctest: +SKIP
+>>> faces[0].box, faces[0].label, faces[0].probabilities["Happy"]  # doctest: +SKIP
+((164, 57, 92, 92), 'Happy', 0.93)
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+
+from keras_fer.classifiers import load_classifier
+from keras_fer.faces import ImageError, crop_face, detect_faces, read_image
+
+COLOR_ORDERS = ("bgr", "rgb")
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceExpression:
+    """One face of an image and its expression.
+
+    Attributes:
+        box: (x, y, width, height) of the face in the image, in pixels.
+        probabilities: {class name: probability}, in the model's class order.
+        face: uint8 (48, 48, C), the crop the model saw.
+    """
+
+    box: tuple
+    probabilities: dict
+    face: np.ndarray = dataclasses.field(repr=False, compare=False)
+
+    @property
+    def label(self):
+        """The most probable class name."""
+        return max(self.probabilities, key=self.probabilities.get)
+
+    def to_dict(self):
+        """{"box": [x, y, w, h], "label": ..., "probabilities": {...}}, JSON-ready."""
+        return {"box": list(self.box), "label": self.label,
+                "probabilities": {name: round(float(p), 6) for name, p in self.probabilities.items()}}
+
+
+class FaceExpressionRecognizer:
+    """Finds the frontal faces of images and classifies their expressions.
+
+    Args:
+        model: a preset name (default "fer2013", the model shipped in the package), a
+            `.keras` file, a `.tflite` file or a SavedModel directory.
+        class_names: names in output order, overriding those the model carries.
+        min_face_size: the smallest face side, in pixels, the detector looks for.
+
+    Example:
+    >>> import numpy as np
+    >>> recognizer = FaceExpressionRecognizer()
+    >>> recognizer.recognize(np.zeros((120, 160, 3), "uint8"))  # a black image has no face
+    []
+    """
+
+    def __init__(self, model="fer2013", class_names=None, min_face_size=24):
+        if not isinstance(min_face_size, int) or min_face_size < 1:
+            raise ValueError(f"`min_face_size` must be a positive integer. Received: min_face_size={min_face_size!r}")
+        self.classifier = load_classifier(os.fspath(model), class_names)
+        self.min_face_size = min_face_size
+
+    @property
+    def class_names(self):
+        return self.classifier.class_names
+
+    def recognize(self, image, color_order="bgr", whole_image=False):
+        """The faces of one image with their expressions, largest face first.
+
+        Args:
+            image: a path (any format OpenCV reads), or a uint8 array: (H, W, 3) color in
+                `color_order`, (H, W, 4) with alpha, or (H, W) / (H, W, 1) gray.
+            color_order: "bgr" (OpenCV's order, the default) or "rgb" (PIL, matplotlib,
+                scikit-image) for color arrays.
+            whole_image: the image is a face crop already: classify it whole, no detection.
+        Returns:
+            list of `FaceExpression`; empty when no face is found.
+        Raises:
+            ImageError: an unreadable file or an array that is not an image.
+        """
+        bgr = self._as_bgr(image, color_order)
+        height, width = bgr.shape[:2]
+        boxes = [(0, 0, width, height)] if whole_image else detect_faces(bgr, self.min_face_size)
+        if not boxes:
+            return []
+        crops = np.stack([crop_face(bgr, box, self.classifier.channels) for box in boxes])
+        probabilities = self.classifier.classify(crops)
+        return [
+            FaceExpression(tuple(box), dict(zip(self.class_names, map(float, row))), crop)
+            for box, row, crop in zip(boxes, probabilities, crops)
+        ]
+
+    __call__ = recognize
+
+    @staticmethod
+    def _as_bgr(image, color_order):
+        """The image as uint8 BGR (H, W, 3)."""
+        import cv2
+
+        if color_order not in COLOR_ORDERS:
+            raise ValueError(f"`color_order` must be one of {COLOR_ORDERS}. Received: color_order={color_order!r}")
+        if isinstance(image, (str, os.PathLike)):
+            return read_image(os.fspath(image))
+        array = np.asarray(image)
+        if array.dtype != np.uint8:
+            raise ImageError(f"an image array must be uint8 (0-255); received dtype {array.dtype}")
+        if array.ndim == 2 or (array.ndim == 3 and array.shape[-1] == 1):
+            return cv2.cvtColor(array.reshape(array.shape[:2]), cv2.COLOR_GRAY2BGR)
+        if array.ndim != 3 or array.shape[-1] not in (3, 4):
+            raise ImageError(f"an image array must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); "
+                             f"received shape {array.shape}")
+        array = array[..., :3]
+        return np.ascontiguousarray(array[..., ::-1] if color_order == "rgb" else array)

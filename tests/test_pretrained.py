@@ -1,0 +1,96 @@
+"""The shipped model: its file and sha256, loading on both backends, its recorded accuracy, packaging."""
+
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+from conftest import SHARED_FER2013
+from test_backends import CROSS_BACKEND_ATOL, FACES, run_on_jax
+
+from keras_fer import pretrained
+
+SHARED_CSV = SHARED_FER2013 / "fer2013_train_public.csv.gz"
+MAX_SHIPPED_BYTES = 40 * 2**20
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return pretrained.load("fer2013")
+
+
+def test_the_shipped_file_has_its_registered_sha256_and_fits_the_size_limit():
+    path = pretrained.preset_path("fer2013")
+    assert pretrained.file_sha256(path) == pretrained.PRESETS["fer2013"]["sha256"]
+    assert path.stat().st_size <= MAX_SHIPPED_BYTES
+
+
+def test_a_damaged_file_is_refused_with_both_digests(tmp_path):
+    damaged = tmp_path / "fer2013.npz"
+    shutil.copy(pretrained.preset_path("fer2013"), damaged)
+    with open(damaged, "r+b") as file:  # one byte in the middle of the weights
+        file.seek(damaged.stat().st_size // 2)
+        byte = file.read(1)
+        file.seek(-1, 1)
+        file.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(pretrained.PresetError, match=r"sha256 is [0-9a-f]{64}, expected " + pretrained.PRESETS["fer2013"]["sha256"]):
+        pretrained.load_file(damaged, pretrained.PRESETS["fer2013"]["sha256"])
+
+
+def test_an_unknown_preset_name_is_quoted_with_the_available_ones():
+    with pytest.raises(pretrained.PresetError, match=r"Unknown preset 'fer2014'; available: fer2013"):
+        pretrained.load("fer2014")
+
+
+def test_the_shipped_model_is_the_documented_network(shipped):
+    build = pretrained.metadata("fer2013")["build"]
+    assert shipped.class_names == ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
+    assert shipped.input_shape == (None, 48, 48, 1) and shipped.output_shape == (None, 7)
+    assert build["use_masks"] and build["use_eca"]  # the paper's network family: masks with ECA
+    assert [layer.name for layer in shipped.layers if layer.name.endswith("_mask")] == [
+        "stage1_mask", "stage2_mask", "stage3_mask", "stage4_mask"]
+    probabilities = shipped.predict(FACES, verbose=0)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.skipif(not SHARED_CSV.exists(), reason="needs the real FER2013 file in ../shared")
+def test_the_shipped_model_reproduces_its_recorded_publictest_accuracy_exactly(shipped):
+    from keras_fer.evaluation import evaluate_split
+
+    recorded = pretrained.metadata("fer2013")["provenance"]["shipped_validation"]
+    report = evaluate_split(shipped, SHARED_CSV, "PublicTest", class_names=shipped.class_names)
+    assert report["num_images"] == recorded["num_images"] == 3589
+    assert report["accuracy"] == recorded["accuracy"]
+    assert report["confusion_matrix"] == recorded["confusion_matrix"]
+
+
+def test_the_shipped_model_loads_on_jax_with_the_same_outputs(tmp_path, shipped):
+    run_on_jax(
+        """
+        import numpy as np
+        import keras_fer
+        model = keras_fer.pretrained.load("fer2013")
+        np.save("jax_predictions.npy", model.predict(np.load("faces.npy"), verbose=0))
+        """,
+        tmp_path,
+    )
+    np.testing.assert_allclose(
+        np.load(tmp_path / "jax_predictions.npy"), shipped.predict(FACES, verbose=0), atol=CROSS_BACKEND_ATOL
+    )
+
+
+def test_a_plain_pip_install_ships_the_model_file(tmp_path):
+    # The wheel is what `pip install .` installs: the preset must be inside it, not only in the checkout.
+    from conftest import REPO_ROOT
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
+         str(REPO_ROOT)],
+        check=True, capture_output=True, timeout=600,
+    )
+    (wheel,) = tmp_path.glob("keras_fer-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        info = archive.getinfo("keras_fer/presets/fer2013.npz")
+    assert info.file_size == pretrained.preset_path("fer2013").stat().st_size
