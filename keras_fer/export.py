@@ -30,15 +30,16 @@ import tempfile
 import cv2
 import numpy as np
 
-from keras_fer.data import USAGES, synthetic_faces
 from keras_fer.classifiers import (
     CLASS_NAMES_METADATA,
     KerasClassifier,
     ModelError,
     SavedModelClassifier,
     TFLiteClassifier,
+    load_classifier,
     run_config,
 )
+from keras_fer.data import USAGES, synthetic_faces
 from keras_fer.serving import (
     DEFAULT_MODEL_NAME,
     ENCODED_INPUT,
@@ -297,7 +298,7 @@ def export(
     """Exports `model_path` and checks every export; see the module docstring.
 
     Args:
-        model_path: a `.keras` file.
+        model_path: a `.keras` file, or a shipped preset name (`keras_fer.pretrained.available()`).
         output_dir: where the SavedModel base path, `tflite/` and the parity report go.
         export_format: "saved_model", "tflite" or "all".
         quantizations: TFLite variants, a sequence of QUANTIZATIONS.
@@ -325,7 +326,9 @@ def export(
     if unknown:
         raise ValueError(f"Unknown quantizations {sorted(unknown)}; known: {QUANTIZATIONS}.")
     thresholds = {**MIN_TOP1_AGREEMENT, **(min_top1_agreement or {})}
-    keras_model = KerasClassifier(model_path, class_names)
+    keras_model = load_classifier(model_path, class_names)
+    if not isinstance(keras_model, KerasClassifier):
+        raise ModelError(f"{model_path}: export.py converts a .keras model or a shipped preset, not an export.")
     representative_data = representative_data or run_data_path(model_path)
     if parity_split not in USAGES:
         raise ValueError(f"`parity_split` must be one of {USAGES}. Received: {parity_split!r}")
@@ -402,7 +405,8 @@ def parse_args(argv=None):
         prog="export.py",
         description="Export a trained .keras model as a TF Serving SavedModel and TFLite models, with parity checks.",
     )
-    parser.add_argument("--model", required=True, help="the .keras file, e.g. runs/quickstart/best.keras")
+    parser.add_argument("--model", required=True,
+                        help="the .keras file, e.g. runs/quickstart/best.keras, or a shipped preset name (fer2013)")
     parser.add_argument("--output-dir", required=True, help="where the exports and export_parity.json go")
     parser.add_argument("--format", default="all", choices=FORMATS, dest="export_format")
     parser.add_argument(

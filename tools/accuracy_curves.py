@@ -1,0 +1,69 @@
+"""Plots validation accuracy against training time for the runs in `results/`, from their history.csv.
+
+The time axis is the cumulative `train_seconds` of the epochs (training batches only, as
+`keras_fer.training.EpochThroughput` logs it; validation and checkpointing add 10-20 s an
+epoch), so that runs made on different days compare by the work they did. Each curve is
+labelled with the run name and its configuration's input size, stem and width.
+
+    python tools/accuracy_curves.py --output docs/accuracy_vs_time.png
+"""
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def read_curve(directory):
+    """(minutes, validation accuracy in %) lists of one run directory."""
+    with open(directory / "history.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    minutes, accuracy, total = [], [], 0.0
+    for row in rows:
+        total += float(row["train_seconds"])
+        minutes.append(total / 60)
+        accuracy.append(100 * float(row["val_accuracy"]))
+    return minutes, accuracy
+
+
+def plot(results_dir, output):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    directories = sorted(path.parent for path in Path(results_dir).glob("*/history.csv"))
+    if not directories:
+        raise FileNotFoundError(f"{results_dir}: no */history.csv")
+    figure = Figure(figsize=(8, 5))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for directory in directories:
+        model = yaml.safe_load((directory / "config.yaml").read_text())["model"]
+        label = (f"{directory.name} ({model['input_size']} px, {model.get('stem', 'imagenet')} stem, width "
+                 f"{model['width']}{'' if model['use_masks'] else ', no masks'}"
+                 f"{'' if model['use_eca'] or not model['use_masks'] else ', no ECA'})")
+        minutes, accuracy = read_curve(directory)
+        axes.plot(minutes, accuracy, marker="o", markersize=3, label=label)
+    axes.set_xlabel("training time, minutes (sum of the epochs' train_seconds)")
+    axes.set_ylabel("validation (PublicTest) accuracy, %")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(output, dpi=120)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, default=Path("results"), help="directory of run directories")
+    parser.add_argument("--output", type=Path, required=True, help="the PNG to write")
+    args = parser.parse_args(argv)
+    try:
+        plot(args.results, args.output)
+    except (OSError, KeyError) as error:
+        sys.exit(f"accuracy_curves.py: error: {error}")
+    print(f"Wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
