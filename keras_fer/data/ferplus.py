@@ -108,13 +108,35 @@ def majority_labels(votes: np.ndarray, with_contempt: bool = False) -> np.ndarra
     return labels.astype(np.int32)
 
 
+def check_split_counts(votes: FERPlusVotes, index: RowIndex) -> None:
+    """Raises :class:`FER2013FormatError` naming both counts where a split's row counts differ."""
+    skipped = len(index.skipped)
+    for code, usage in enumerate(USAGES):
+        in_csv = int((index.usages == code).sum())
+        in_ferplus = int((votes.usages == code).sum())
+        if not in_csv or in_ferplus - skipped <= in_csv <= in_ferplus:
+            continue
+        first = int(np.argmax(votes.usages == code)) if in_ferplus else len(votes.lines) - 1
+        raise FER2013FormatError(
+            votes.path, int(votes.lines[first]) if len(votes.lines) else 1,
+            f"the FERPlus file has {in_ferplus} {usage} rows and {index.path} has {in_csv}"
+            + (f" (and {skipped} rows skipped as bad)" if skipped else "")
+            + ": a FERPlus file labels a whole fer2013.csv row for row, so it cannot belong to this CSV",
+        )
+
+
 def ferplus_labels(ferplus_path: str | os.PathLike, index: RowIndex, with_contempt: bool = False) -> np.ndarray:
     """FERPlus majority labels for the rows of a FER2013 file.
 
     Data row *i* of the CSV (counted from line 2, skipped bad rows included)
-    takes the votes of data row *i* of the FERPlus file. The FERPlus file may
-    have more rows (e.g. the full file beside a CSV without PrivateTest), but
-    the Usage of every row the CSV has must match.
+    takes the votes of data row *i* of the FERPlus file. A FERPlus file
+    describes a whole ``fer2013.csv``, so it can label a CSV only when:
+
+    * every split the CSV has holds as many rows in the CSV as in the FERPlus
+      file (a CSV may lack whole splits at its end: the shared Training +
+      PublicTest file goes with the full FERPlus file; rows skipped as bad
+      may make the CSV's counts smaller by at most their number), and
+    * the Usage of every CSV row matches that of its FERPlus row.
 
     Returns:
         int32 (len(index),), aligned with ``index``: a class index, or -1 for a
@@ -143,4 +165,5 @@ def ferplus_labels(ferplus_path: str | os.PathLike, index: RowIndex, with_contem
             f"Usage {USAGES[votes.usages[row]]} does not match {USAGES[index.usages[first]]} on "
             f"{index.path}:{index.lines[first]}: the FERPlus file must be row-aligned with the CSV",
         )
+    check_split_counts(votes, index)
     return majority_labels(votes.votes[rows], with_contempt)

@@ -105,6 +105,27 @@ def test_misaligned_usage_names_both_files_and_lines(tmp_path, csv_with_votes):
     assert str(caught.value).startswith(f"{shifted}:5: ")
 
 
+def test_a_vote_file_for_a_larger_csv_is_refused_with_both_counts(tmp_path, csv_with_votes):
+    # Rows 1-2 of the CSV are Training and align with the vote file's first rows, but the vote file
+    # has 3 Training rows: it describes another file, whose labels would be silently wrong here.
+    _, ferplus_path = csv_with_votes
+    two_rows = write_csv(tmp_path / "two_rows.csv", [HEADER] + [f"{i},{pixel_field(i)},Training" for i in range(2)])
+    for read in (read_fer2013, fer2013_dataset, count_fer2013):
+        with pytest.raises(FER2013FormatError) as caught:
+            read(two_rows, labels="ferplus", ferplus_path=ferplus_path)
+        assert (caught.value.path, caught.value.line) == (str(ferplus_path), 2)
+        assert f"the FERPlus file has 3 Training rows and {two_rows} has 2: a FERPlus file labels a whole" in str(caught.value)
+
+
+def test_the_cli_refuses_a_vote_file_that_does_not_belong(tmp_path, csv_with_votes, capsys):
+    from keras_fer.data.__main__ import main
+
+    _, ferplus_path = csv_with_votes
+    one_row = write_csv(tmp_path / "one_row.csv", [HEADER, f"3,{pixel_field(0)},Training"])
+    assert main([str(one_row), "--ferplus", str(ferplus_path)]) == 1
+    assert f"has 3 Training rows and {one_row} has 1" in capsys.readouterr().err
+
+
 def test_vote_file_shorter_than_the_csv(tmp_path, csv_with_votes):
     csv_path, _ = csv_with_votes
     short = write_ferplus(tmp_path / "short.csv", [("Training", votes(anger=1))] * 3)
