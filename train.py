@@ -47,13 +47,15 @@ def main(argv=None):
         sys.exit(f"train.py: error: {error}")
     output_dir = args.output_dir or os.path.join("runs", os.path.splitext(os.path.basename(args.config))[0])
 
-    from keras_fer import training
+    from keras_fer import files, training
 
     try:
         command = training.command_line(sys.argv if argv is None else ["train.py", *argv])
         result = training.train(config, output_dir, overwrite=args.overwrite, dry_run=args.dry_run, command=command)
     except training.RunError as error:
         sys.exit(f"train.py: error: {error}")
+    except files.FileWriteError as error:  # a full disk: the run's last good files remain, so it can resume
+        sys.exit(f"train.py: error: {error}. Free space, then run the same command again to resume.")
     if args.dry_run:
         print(json.dumps(result, indent=2))
     return result

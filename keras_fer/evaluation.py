@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_fer import files
+
 TTA_MODES = ("flip", "ten-crop")
 DEFAULT_CROP_SIZE = 44
 
@@ -167,7 +169,8 @@ def plot_confusion_matrix(normalized, class_names, path, title=None):
         axes.text(column, row, f"{value:.2f}", ha="center", va="center",
                   color="white" if value > 0.5 else "black", fontsize=9)
     figure.tight_layout()
-    figure.savefig(path, dpi=150)
+    with files.replaced_on_success(path) as partial:
+        figure.savefig(partial, dpi=150)
 
 
 def load_model_file(path):
@@ -225,7 +228,7 @@ def write_report(report, output_dir):
     """metrics.json and confusion_matrix.png in `output_dir` (created if needed)."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    files.write_text(output_dir / "metrics.json", json.dumps(report, indent=2) + "\n")
     tta = f", TTA {report['tta']}" if report["tta"] else ""
     plot_confusion_matrix(
         report["confusion_matrix"]["normalized"],
@@ -275,7 +278,10 @@ def main(argv=None):
     report = evaluate_split(model, args.data, args.split, labels=labels, ferplus_path=ferplus_path,
                             tta=args.tta, batch_size=args.batch_size)
     report.update({"model": str(args.model), "data": str(args.data), "labels": labels})
-    write_report(report, output_dir)
+    try:
+        write_report(report, output_dir)
+    except files.FileWriteError as error:
+        sys.exit(f"evaluate.py: error: {error}")
     print(f"{args.split}: accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f} "
           f"({report['num_images']} faces); wrote {output_dir / 'metrics.json'} and confusion_matrix.png")
     return report

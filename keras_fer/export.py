@@ -39,6 +39,7 @@ from keras_fer.classifiers import (
     load_classifier,
     run_config,
 )
+from keras_fer import files
 from keras_fer.data import USAGES, synthetic_faces
 from keras_fer.serving import (
     DEFAULT_MODEL_NAME,
@@ -133,8 +134,13 @@ def next_version(model_base_dir):
 
 
 def export_saved_model(model, class_names, path):
-    """Writes the serving SavedModel to `path` (a version directory); returns `path`."""
-    serving_archive(model, class_names).write_out(path, verbose=False)
+    """Writes the serving SavedModel to `path` (a version directory), complete or not at all; returns `path`.
+
+    TF Serving loads every numeric version directory it sees, so the SavedModel is written to
+    `<version>.partial` and renamed once whole.
+    """
+    with files.replaced_on_success(path) as partial:
+        serving_archive(model, class_names).write_out(str(partial), verbose=False)
     return path
 
 
@@ -380,16 +386,16 @@ def export(
             for quantization in quantizations:
                 variant = VARIANT_NAMES[quantization]
                 tflite_path = os.path.join(tflite_dir, f"{model_name}_{variant}.tflite")
-                with open(tflite_path, "wb") as file:
-                    file.write(convert_tflite(saved_model_dir, quantization, keras_model.class_names, calibration_faces))
+                files.write_bytes(
+                    tflite_path, convert_tflite(saved_model_dir, quantization, keras_model.class_names, calibration_faces)
+                )
                 report["artifacts"].append(check_artifact(
                     f"tflite:{variant}", tflite_path, TFLiteClassifier(tflite_path).classify(parity_faces), reference,
                     thresholds[quantization],
                 ))
 
     report_path = os.path.join(output_dir, PARITY_REPORT)
-    with open(report_path, "w") as file:
-        json.dump(report, file, indent=2)
+    files.write_text(report_path, json.dumps(report, indent=2))
     print(f"parity report: {report_path}")
     failed = [entry["artifact"] for entry in report["artifacts"] if not entry["passed"]]
     if failed:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_fer import files
+
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 METADATA_KEY = "metadata"
 WEIGHTS_PREFIX = "weights/"
@@ -29,7 +31,7 @@ WEIGHTS_PREFIX = "weights/"
 PRESETS = {
     "fer2013": {
         "file": "fer2013.npz",
-        "sha256": "",
+        "sha256": "5f9a1ac2f6a116a80b95c76052b4932c51935dcae8512d126eb68a5c2dbe3938",
         "description": "",
     },
 }
@@ -187,7 +189,7 @@ def save(path, build, weights, class_names, provenance):
     """Writes a preset file: build arguments, class names, provenance and float16 weights.
 
     Args:
-        path: the `.npz` file to write (to a temporary name first, then renamed into place).
+        path: the `.npz` file to write (`keras_fer.files`: complete or not at all).
         build: dict of `build_model` keyword arguments that rebuild the network.
         weights: {variable path: float16 array}, as `float16_weights` gives.
         class_names: the class names in output order.
@@ -197,8 +199,6 @@ def save(path, build, weights, class_names, provenance):
     """
     record = {"build": build, "class_names": list(class_names), "provenance": provenance}
     arrays = {WEIGHTS_PREFIX + key: value for key, value in weights.items()}
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial.npz")
-    np.savez_compressed(partial, **{METADATA_KEY: np.array(json.dumps(record))}, **arrays)
-    partial.replace(path)
+    with files.replaced_on_success(path) as partial:
+        np.savez_compressed(partial, **{METADATA_KEY: np.array(json.dumps(record))}, **arrays)
     return file_sha256(path)

@@ -6,12 +6,14 @@
     command.txt     every invocation's command line, one per start or resume
     best.keras      the model of the best epoch (by `training.monitor`)
     last.keras      the model after the last finished epoch, optimizer state included
-    history.csv     one row per epoch (`CSVLogger`)
+    history.csv     one row per epoch (`HistoryLog`)
     logs/           TensorBoard logs (TensorFlow backend)
     backup/         `BackupAndRestore` state while a run is unfinished
     data/           the generated synthetic data set (`data.source: synthetic`)
     metrics.json    written last: final validation and test figures, code version, seed, time
 
+Every file is written under a temporary name and renamed into place (`keras_fer.files`), so a
+run killed while saving, or a save that fails (a full disk), leaves the previous good file.
 Starting the same command again on an unfinished run directory resumes it from its last
 finished epoch (weights, optimizer state, learning rate, callback counters). Everything
 that can be wrong with the input is checked before any training work starts.
@@ -38,7 +40,7 @@ import keras
 
 from keras_fer import config as config_lib
 from keras_fer import data as fer_data
-from keras_fer import evaluation
+from keras_fer import evaluation, files
 from keras_fer.losses import SparseCategoricalCrossentropy
 from keras_fer.models import build_model
 
@@ -130,7 +132,7 @@ def prepare_run_directory(paths, config, overwrite=False, dry_run=False):
         elif entry.exists():
             entry.unlink()
     paths.root.mkdir(parents=True, exist_ok=True)
-    paths.config.write_text(config_lib.to_yaml(config))
+    files.write_text(paths.config, config_lib.to_yaml(config))
     return False
 
 
@@ -207,18 +209,16 @@ def data_file(config, paths):
     if not paths.synthetic_data.exists():
         synthetic = config.data.synthetic
         paths.synthetic_data.parent.mkdir(parents=True, exist_ok=True)
-        # Written to a temporary name first, so that a killed run never leaves half a file.
-        partial = paths.synthetic_data.with_suffix(".partial")
-        fer_data.write_synthetic_fer2013(
-            partial,
-            {
-                "Training": synthetic.train_per_class,
-                "PublicTest": synthetic.validation_per_class,
-                "PrivateTest": synthetic.test_per_class,
-            },
-            seed=synthetic.seed,
-        )
-        partial.rename(paths.synthetic_data)
+        with files.replaced_on_success(paths.synthetic_data) as partial:
+            fer_data.write_synthetic_fer2013(
+                partial,
+                {
+                    "Training": synthetic.train_per_class,
+                    "PublicTest": synthetic.validation_per_class,
+                    "PrivateTest": synthetic.test_per_class,
+                },
+                seed=synthetic.seed,
+            )
     return paths.synthetic_data
 
 
@@ -439,9 +439,7 @@ class CallbackStateBackup(keras.callbacks.Callback):
             for name, callback in self.tracked.items()
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(".partial")
-        partial.write_text(json.dumps(state))
-        partial.replace(self.path)
+        files.write_text(self.path, json.dumps(state))
 
 
 def to_json_number(value):
@@ -475,6 +473,53 @@ class EpochThroughput(keras.callbacks.Callback):
         if logs is not None:
             logs["train_seconds"] = round(seconds, 2)
             logs["train_images_per_second"] = round(self.batches * self.batch_size / seconds, 2)
+
+
+class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """`ModelCheckpoint` that saves under a temporary name and renames the file into place.
+
+    A process killed while saving, or a save that fails, leaves the previous checkpoint
+    intact; the failure is a `files.FileWriteError` naming the checkpoint.
+    """
+
+    def _get_file_path(self, epoch, batch, logs):
+        return str(files.partial_path(super()._get_file_path(epoch, batch, logs)))
+
+    def _save_model(self, epoch, batch, logs):
+        target = Path(super()._get_file_path(epoch, batch, logs))
+        with files.replaced_on_success(target):  # nothing to rename on an epoch that is not saved
+            super()._save_model(epoch, batch, logs)
+
+
+class HistoryLog(keras.callbacks.Callback):
+    """Writes history.csv, one row per epoch, rewriting the whole file atomically after each epoch.
+
+    The columns are `epoch` and the sorted log keys of the first epoch, as `CSVLogger` writes
+    them. A resumed run continues the rows already in the file.
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = Path(path)
+
+    def on_train_begin(self, logs=None):
+        self.rows, self.keys = [], None
+        if self.path.exists():
+            with open(self.path, newline="") as file:
+                reader = csv.DictReader(file)
+                self.rows = list(reader)
+                self.keys = [key for key in reader.fieldnames or () if key != "epoch"] or None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.keys is None:
+            self.keys = sorted(logs)
+        self.rows.append({"epoch": epoch, **{key: to_json_number(logs.get(key, "NA")) for key in self.keys}})
+        with files.replaced_on_success(self.path) as partial:
+            with open(partial, "w", newline="") as file:
+                writer = csv.DictWriter(file, fieldnames=["epoch", *self.keys])
+                writer.writeheader()
+                writer.writerows(self.rows)
 
 
 class LearningRateLog(keras.callbacks.Callback):
@@ -521,7 +566,7 @@ def make_callbacks(config, paths):
     """The run's callbacks, in the order they must run at the end of an epoch.
 
     The backup is written after the checkpoints and counters it must agree with, and
-    before `CSVLogger`, so that a run killed between the two loses a log row rather than
+    before `HistoryLog`, so that a run killed between the two loses a log row rather than
     logging one epoch twice.
     """
     training = config.training
@@ -530,7 +575,7 @@ def make_callbacks(config, paths):
         monitor=monitor, patience=training.early_stopping.patience,
         restore_best_weights=training.early_stopping.restore_best_weights, verbose=1,
     )
-    best = keras.callbacks.ModelCheckpoint(paths.best_model, monitor=monitor, save_best_only=True, verbose=1)
+    best = AtomicModelCheckpoint(paths.best_model, monitor=monitor, save_best_only=True, verbose=1)
     tracked = {"early_stopping": early_stopping, "best_checkpoint": best}
     if training.schedule == "plateau":
         tracked["reduce_lr"] = keras.callbacks.ReduceLROnPlateau(
@@ -543,11 +588,11 @@ def make_callbacks(config, paths):
         *([tracked["reduce_lr"]] if "reduce_lr" in tracked else []),
         early_stopping,
         best,
-        keras.callbacks.ModelCheckpoint(paths.last_model),
+        AtomicModelCheckpoint(paths.last_model),
         CallbackStateBackup(paths.backup / "callbacks.json", tracked),
         *([LearningRateLog()] if training.schedule != "plateau" else []),
         keras.callbacks.BackupAndRestore(paths.backup),
-        keras.callbacks.CSVLogger(paths.history, append=True),
+        HistoryLog(paths.history),
     ]
     if training.time_limit_minutes is not None:
         callbacks.append(TimeLimit(training.time_limit_minutes))
@@ -628,7 +673,7 @@ def train(config, output_dir, overwrite=False, dry_run=False, command=None):
     )
     metrics = final_metrics(config, paths, path, sizes, class_names, history, replicas, version)
     metrics["wall_time_seconds"] = round(time.monotonic() - started, 1)
-    paths.metrics.write_text(json.dumps(metrics, indent=2) + "\n")
+    files.write_text(paths.metrics, json.dumps(metrics, indent=2) + "\n")
     print(summary_line(metrics, config.training.monitor))
     return metrics
 

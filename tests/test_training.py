@@ -113,7 +113,7 @@ def test_paper_dry_run_builds_the_papers_model_optimizer_and_callbacks(tmp_path)
                              "validation_split": "PublicTest"}
     assert report["reduce_lr"] == {"monitor": "val_accuracy", "factor": pytest.approx(0.1), "patience": 2}
     assert report["early_stopping"] == {"monitor": "val_accuracy", "patience": 8, "restore_best_weights": True}
-    for callback in ("BackupAndRestore", "ModelCheckpoint", "CSVLogger", "TerminateOnNaN"):
+    for callback in ("BackupAndRestore", "AtomicModelCheckpoint", "HistoryLog", "TerminateOnNaN"):
         assert callback in report["callbacks"]
     assert report["data_splits"] == {"Training": 14, "PublicTest": 7}
     assert not (tmp_path / "run").exists()  # a dry run writes nothing
