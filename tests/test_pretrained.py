@@ -83,11 +83,16 @@ def test_the_shipped_model_loads_on_jax_with_the_same_outputs(tmp_path, shipped)
 
 def test_a_plain_pip_install_ships_the_model_file(tmp_path):
     # The wheel is what `pip install .` installs: the preset must be inside it, not only in the checkout.
+    # Built from a copy, so that the build leaves nothing in the repository.
     from conftest import REPO_ROOT
 
+    source = tmp_path / "source"
+    shutil.copytree(REPO_ROOT / "keras_fer", source / "keras_fer", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(REPO_ROOT / name, source / name)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
-         str(REPO_ROOT)],
+         str(source)],
         check=True, capture_output=True, timeout=600,
     )
     (wheel,) = tmp_path.glob("keras_fer-*.whl")
