@@ -1,6 +1,5 @@
 """Photos from phones and the web: orientation, bit depths, palettes, alpha, broken and huge files."""
 
-import io
 import struct
 import zlib
 

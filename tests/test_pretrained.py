@@ -4,15 +4,18 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_FER2013
 from test_backends import CROSS_BACKEND_ATOL, FACES, run_on_jax
 
 from keras_fer import pretrained
 
-SHARED_CSV = SHARED_FER2013 / "fer2013_train_public.csv.gz"
+# Not imported from conftest: tests/data has a conftest module of its own, and under pytest-xdist
+# `from conftest import ...` may find that one.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_CSV = REPO_ROOT.parent / "shared" / "data" / "fer2013" / "fer2013_train_public.csv.gz"
 MAX_SHIPPED_BYTES = 40 * 2**20
 
 
@@ -84,8 +87,6 @@ def test_the_shipped_model_loads_on_jax_with_the_same_outputs(tmp_path, shipped)
 def test_a_plain_pip_install_ships_the_model_file(tmp_path):
     # The wheel is what `pip install .` installs: the preset must be inside it, not only in the checkout.
     # Built from a copy, so that the build leaves nothing in the repository.
-    from conftest import REPO_ROOT
-
     source = tmp_path / "source"
     shutil.copytree(REPO_ROOT / "keras_fer", source / "keras_fer", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("setup.cfg", "pyproject.toml", "README.md"):

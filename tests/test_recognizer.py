@@ -4,15 +4,17 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
 from test_predict import ASTRONAUT, FACE_REGION
 
 import keras_fer
 from keras_fer.faces import ImageError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,10 @@ def test_numpy_read_leaves_the_index_for_the_dataset(tmp_path, valid_lines):
     assert index_fer2013(path) is index
 
 
-def test_importing_the_package_imports_neither_tensorflow_nor_tfds():
+def test_importing_the_package_on_jax_imports_neither_tensorflow_nor_tfds():
+    # `import keras_fer` registers the custom layers, so it imports Keras, and Keras imports its
+    # backend; on JAX, the data readers must still come without TensorFlow.
     code = "import sys, keras_fer.data; print('tensorflow' in sys.modules, 'tensorflow_datasets' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert result.stdout.split() == ["False", "False"]
