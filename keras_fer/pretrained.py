@@ -31,7 +31,7 @@ WEIGHTS_PREFIX = "weights/"
 PRESETS = {
     "fer2013": {
         "file": "fer2013.npz",
-        "sha256": "5f9a1ac2f6a116a80b95c76052b4932c51935dcae8512d126eb68a5c2dbe3938",
+        "sha256": "38d561e6c69eb3a6c5c349b62d49e41e660004c46cdb7dd43fbad193a3314955",
         "description": "",
     },
 }
