@@ -10,15 +10,25 @@ A FER2013 file is Kaggle's ``fer2013.csv``, plain or gzip-compressed::
   zeros), row-major, separated by single spaces.
 * ``Usage``: one of :data:`USAGES`.
 
-The header names the three columns, which may come in any order. LF and CRLF line
-endings are both valid, and so is a newline after the last row. Everything else
-is an error (:class:`FER2013FormatError`) that names the file, the 1-based line
-and the problem. Both readers (NumPy and ``tf.data``) and the TFDS builder go
-through :func:`iter_rows`, so a file that one of them accepts, all accept.
+The dialects in circulation are all accepted:
+
+* the header names the three columns in any order, with spaces around the
+  names allowed (``icml_face_data.csv`` has ``emotion, Usage, pixels``);
+* any field may be quoted as RFC 4180 writers do (``3,"70 80 ...",Training``),
+  with the quote as the field's first character; spaces around an unquoted
+  field are dropped;
+* a UTF-8 byte-order mark before the header, LF or CRLF line endings, and
+  blank lines at the end of the file.
+
+Everything else is an error (:class:`FER2013FormatError`) that names the file,
+the 1-based line and the problem; a blank line between rows is one. Both
+readers (NumPy and ``tf.data``) and the TFDS builder go through
+:func:`iter_rows`, so a file that one of them accepts, all accept.
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
 import os
 import re
@@ -117,10 +127,10 @@ def _strip_newline(raw: bytes) -> bytes:
 
 def parse_header(path: str | os.PathLike, line: bytes) -> Columns:
     """Finds the three columns in the header line (line 1)."""
-    text = line.removeprefix(_UTF8_BOM).decode("utf-8", "replace")
-    names = text.split(",")
+    line = line.removeprefix(_UTF8_BOM)
+    names = [name.decode("utf-8", "replace") for name in split_fields(path, 1, line)]
     expected = ",".join(COLUMNS)
-    if names[0].strip().isdigit():
+    if names[0].isdigit():
         raise FER2013FormatError(path, 1, f"missing header: expected '{expected}', found a data row")
     missing = [name for name in COLUMNS if name not in names]
     if missing:
@@ -136,10 +146,9 @@ def parse_header(path: str | os.PathLike, line: bytes) -> Columns:
 
 def parse_row(path: str | os.PathLike, line_no: int, line: bytes, columns: Columns) -> Row:
     """Validates one data line against the shared rules; raises :class:`FER2013FormatError`."""
-    fields = line.split(b",")
+    fields = split_fields(path, line_no, line)
     if len(fields) != len(COLUMNS):
-        what = "empty line" if not line.strip() else f"expected {len(COLUMNS)} comma-separated fields, found {len(fields)}"
-        raise FER2013FormatError(path, line_no, what)
+        raise FER2013FormatError(path, line_no, f"expected {len(COLUMNS)} comma-separated fields, found {len(fields)}")
     emotion = _EMOTION_CODES.get(fields[columns.emotion])
     if emotion is None:
         raise FER2013FormatError(path, line_no, _describe_bad_emotion(fields[columns.emotion]))
@@ -154,6 +163,27 @@ def parse_row(path: str | os.PathLike, line_no: int, line: bytes, columns: Colum
     return Row(line_no, emotion, usage, pixels)
 
 
+def split_fields(path: str | os.PathLike, line_no: int, line: bytes) -> list[bytes]:
+    """The fields of one line, unquoted (RFC 4180) and stripped of surrounding spaces.
+
+    Raises:
+        FER2013FormatError: broken quoting, or a quote that does not start its field.
+    """
+    if b'"' not in line:
+        return [field.strip(b" ") for field in line.split(b",")]
+    try:
+        # latin-1 maps every byte to one character and back, so no byte is lost.
+        fields = next(csv.reader([line.decode("latin-1")], strict=True))
+    except csv.Error as e:
+        raise FER2013FormatError(path, line_no, f"broken quoting ({e}); a quoted field must end with its quote") from e
+    for position, field in enumerate(fields, start=1):
+        if field.startswith(" ") and field.lstrip(" ").startswith('"'):
+            raise FER2013FormatError(
+                path, line_no, f"field {position} has a quote after a space: a quoted field must start with its quote (RFC 4180)"
+            )
+    return [field.strip(" ").encode("latin-1") for field in fields]
+
+
 def iter_rows(path: str | os.PathLike, bad_rows: list[FER2013FormatError] | None = None) -> Iterator[Row]:
     """Yields every valid data row of a FER2013 file, in file order.
 
@@ -165,15 +195,26 @@ def iter_rows(path: str | os.PathLike, bad_rows: list[FER2013FormatError] | None
     """
     lines = iter_lines(path)
     columns = _read_header_line(path, lines)
+    # Blank lines are fine at the end of the file only, which is known once a
+    # row follows them (an error) or the file ends (none).
+    blank_lines: list[int] = []
     for line_no, line in lines:
+        if not line.strip():
+            blank_lines.append(line_no)
+            continue
+        errors = [FER2013FormatError(path, blank, "empty line (blank lines may only end the file)") for blank in blank_lines]
+        blank_lines = []
         try:
             row = parse_row(path, line_no, line, columns)
         except FER2013FormatError as error:
-            if bad_rows is None:
-                raise
-            bad_rows.append(error)
-            continue
-        yield row
+            errors.append(error)
+            row = None
+        if errors and bad_rows is None:
+            raise errors[0]
+        if errors:
+            bad_rows.extend(errors)
+        if row is not None:
+            yield row
 
 
 def read_header(path: str | os.PathLike) -> Columns:

@@ -99,7 +99,8 @@ def fer2013_dataset(
 
     def decode(lines: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """(n,) CSV lines -> uint8 (n, 48, 48, 1) images."""
-        pixel_fields = tf.io.decode_csv(lines, record_defaults=[""], select_cols=[pixels_column])[0]
+        # decode_csv unquotes RFC 4180 fields; the shared rules allow spaces around a field.
+        pixel_fields = tf.strings.strip(tf.io.decode_csv(lines, record_defaults=[""], select_cols=[pixels_column])[0])
         values = tf.strings.to_number(tf.strings.split(pixel_fields, " ").flat_values, tf.int32)
         return tf.cast(tf.reshape(values, (-1, *IMAGE_SHAPE)), tf.uint8), labels
 

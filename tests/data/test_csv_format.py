@@ -1,6 +1,12 @@
-"""Bad input: every broken file is an error naming file, line and problem, in every reader."""
+"""Bad input: every broken file is an error naming file, line and problem, in every reader.
 
+The dialects in circulation (quoting, icml_face_data.csv's header, BOM, CRLF,
+trailing blank lines) read as the plain file does.
+"""
+
+import csv
 import gzip
+import io
 import zlib
 
 import numpy as np
@@ -55,6 +61,15 @@ def assert_names_file_line_and_problem(error, path, line, problem):
     assert (error.path, error.line) == (str(path), line)
     assert str(error) == f"{path}:{line}: {error.what}"
     assert problem in error.what
+
+
+BAD_QUOTING = {
+    # name: (bad row text for line 4, expected problem)
+    "unterminated quote": (f'2,"{pixel_field(0)},Training', "broken quoting"),
+    "text after the closing quote": (f'2,"{pixel_field(0)}" ,Training', "broken quoting"),
+    "quote after a space": (f'2, "{pixel_field(0)}",Training', "field 2 has a quote after a space"),
+}
+BAD_ROWS.update(BAD_QUOTING)
 
 
 @READERS
@@ -161,3 +176,54 @@ def test_writer_refuses_unknown_usages_and_mismatched_lengths(tmp_path):
         write_fer2013_csv(tmp_path / "x.csv", images, [0, 1], ["Training", "Validation"])
     with pytest.raises(ValueError, match="got 2, 1, 2"):
         write_fer2013_csv(tmp_path / "x.csv", images, [0], ["Training", "Training"])
+
+
+def split_plain(line: str) -> list[str]:
+    return line.split(",")
+
+
+def csv_writer_text(rows: list[list[str]], **writer_options) -> str:
+    out = io.StringIO()
+    csv.writer(out, **writer_options).writerows(rows)
+    return out.getvalue()
+
+
+# name: function of the plain lines -> the same data as file bytes in another dialect.
+DIALECTS = {
+    "icml_face_data.csv": lambda lines: (
+        "emotion, Usage, pixels\n" + "".join(f"{e},{u},{p}\n" for e, p, u in map(split_plain, lines[1:]))
+    ).encode(),
+    "pixels quoted": lambda lines: (
+        lines[0] + "\n" + "".join(f'{e},"{p}",{u}\n' for e, p, u in map(split_plain, lines[1:]))
+    ).encode(),
+    "every field quoted, CRLF, BOM (a spreadsheet export)": lambda lines: csv_writer_text(
+        [split_plain(line) for line in lines], quoting=csv.QUOTE_ALL, lineterminator="\r\n"
+    ).encode("utf-8-sig"),
+    "spaces around fields": lambda lines: "".join(
+        " , ".join(f" {field}" for field in split_plain(line)) + "\n" for line in lines
+    ).encode(),
+    "trailing blank lines, CRLF": lambda lines: ("\r\n".join(lines) + "\r\n\r\n  \r\n\r\n").encode(),
+}
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+@pytest.mark.parametrize("dialect", DIALECTS, ids=list(DIALECTS))
+def test_dialects_read_as_the_plain_file_in_both_readers(tmp_path, valid_lines, dialect, suffix):
+    plain_images, plain_labels = read_numpy(write_csv(tmp_path / "plain.csv", valid_lines))
+    data = DIALECTS[dialect](valid_lines)
+    path = tmp_path / f"dialect{suffix}"
+    path.write_bytes(gzip.compress(data, mtime=0) if suffix == ".csv.gz" else data)
+    images, labels = read_numpy(path)
+    np.testing.assert_array_equal(images, plain_images)
+    np.testing.assert_array_equal(labels, plain_labels)
+    tf_images, tf_labels = next(iter(build_tf_dataset(path, batch_size=len(plain_labels) + 1)))
+    np.testing.assert_array_equal(tf_images.numpy(), plain_images)
+    np.testing.assert_array_equal(tf_labels.numpy(), plain_labels)
+
+
+@READERS
+def test_blank_lines_between_rows_are_errors_even_when_others_end_the_file(read, tmp_path, valid_lines):
+    path = write_csv(tmp_path / "fer2013.csv", [*valid_lines[:3], "", *valid_lines[3:], "", ""])
+    with pytest.raises(FER2013FormatError) as caught:
+        read(path)
+    assert_names_file_line_and_problem(caught.value, path, 4, "empty line (blank lines may only end the file)")

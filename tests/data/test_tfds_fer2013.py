@@ -1,5 +1,9 @@
 """The TFDS builder: prepares TFRecords from a manual CSV; tfds.load gives the splits."""
 
+import csv
+import io
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -58,3 +62,24 @@ def test_missing_or_bad_manual_file(tmp_path):
     (manual_dir / "fer2013.csv").write_text("emotion,pixels,Usage\n9,1 2,Training\n")
     with pytest.raises(FER2013FormatError, match=f"^{manual_dir / 'fer2013.csv'}:2: emotion 9 is outside 0-6"):
         KerasFer2013(data_dir=str(tmp_path / "tfds")).download_and_prepare(download_config=config)
+
+
+def test_builder_reads_a_quoted_reordered_spreadsheet_export(tmp_path):
+    """icml_face_data.csv's header, every field quoted, CRLF, a BOM and trailing blank lines."""
+    original = write_synthetic_fer2013(tmp_path / "original.csv", {"Training": 2, "PublicTest": 1}, seed=5)
+    rows = [line.split(",") for line in Path(original).read_text().splitlines()[1:]]
+    export = csv_text([["emotion", " Usage", " pixels"], *[[e, u, p] for e, p, u in rows]]) + "\r\n\r\n"
+    manual_dir = tmp_path / "manual"
+    manual_dir.mkdir()
+    (manual_dir / "fer2013.csv").write_bytes(export.encode("utf-8-sig"))
+    download = {"download_config": tfds.download.DownloadConfig(manual_dir=str(manual_dir))}
+    KerasFer2013(data_dir=str(tmp_path / "tfds")).download_and_prepare(**download)
+    images, labels = load_all("train", data_dir=str(tmp_path / "tfds"), download_and_prepare_kwargs=download)
+    for found, wanted in zip(sort_by_pixels(images, labels), sort_by_pixels(*read_fer2013(original, usage="Training"))):
+        np.testing.assert_array_equal(found, wanted)
+
+
+def csv_text(rows):
+    out = io.StringIO()
+    csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\r\n").writerows(rows)
+    return out.getvalue()
