@@ -61,8 +61,6 @@ class KerasClassifier(Classifier):
         """Loads `path`, or, when `model` is given, wraps that model (`path` then names it)."""
         import keras
 
-        import keras_fer  # noqa: F401  (registers the custom layers and loss for loading)
-
         if model is None:
             try:
                 model = keras.saving.load_model(path, compile=False)
@@ -285,7 +283,7 @@ def load_classifier(path, class_names=None):
     """
     from keras_fer import pretrained
 
-    if not os.path.exists(path) and path in pretrained.PRESETS:
+    if pretrained.names_a_preset(path):
         try:
             model = pretrained.load(path)
         except pretrained.PresetError as error:

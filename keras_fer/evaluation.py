@@ -179,7 +179,7 @@ def load_model_file(path):
 
     from keras_fer import pretrained
 
-    if not os.path.exists(path) and path in pretrained.PRESETS:
+    if pretrained.names_a_preset(path):
         try:
             return pretrained.load(path)
         except pretrained.PresetError as error:

@@ -18,6 +18,7 @@ Example:
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,16 @@ def available():
     True
     """
     return sorted(PRESETS)
+
+
+def names_a_preset(path):
+    """True when `path` is a preset's name and no file or directory of that name exists.
+
+    Example:
+    >>> names_a_preset("fer2013")
+    True
+    """
+    return not os.path.exists(path) and path in PRESETS
 
 
 def preset_path(name):

@@ -11,6 +11,7 @@ Example:
 import dataclasses
 import os
 
+import cv2
 import numpy as np
 
 from keras_fer.classifiers import load_classifier
@@ -101,8 +102,6 @@ class FaceExpressionRecognizer:
     @staticmethod
     def _as_bgr(image, color_order):
         """The image as uint8 BGR (H, W, 3)."""
-        import cv2
-
         if color_order not in COLOR_ORDERS:
             raise ValueError(f"`color_order` must be one of {COLOR_ORDERS}. Received: color_order={color_order!r}")
         if isinstance(image, (str, os.PathLike)):

@@ -730,13 +730,13 @@ def dry_run_report(config, model, callbacks, sizes, replicas, steps_per_epoch):
     by_type = {type(callback).__name__: callback for callback in callbacks}
     optimizer = model.optimizer.get_config()
     early_stopping = by_type["EarlyStopping"]
-    schedule = model.optimizer._learning_rate
-    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
-        optimizer["learning_rate"] = schedule.warmup_target  # the peak, reported beside the schedule
-        schedule = {"class": type(schedule).__name__, "warmup_steps": schedule.warmup_steps,
-                    "decay_steps": schedule.decay_steps, "peak": to_json_number(schedule.warmup_target)}
-    else:
-        schedule = None
+    schedule = None
+    if isinstance(optimizer["learning_rate"], dict):  # get_config serializes a LearningRateSchedule
+        serialized = optimizer["learning_rate"]
+        peak = serialized["config"]["warmup_target"]
+        optimizer["learning_rate"] = peak  # the peak, reported beside the schedule
+        schedule = {"class": serialized["class_name"], "warmup_steps": serialized["config"]["warmup_steps"],
+                    "decay_steps": serialized["config"]["decay_steps"], "peak": to_json_number(peak)}
     reduce_lr = by_type.get("ReduceLROnPlateau")
     return {
         "model": {

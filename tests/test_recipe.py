@@ -5,7 +5,7 @@ import math
 import keras
 import numpy as np
 import pytest
-from test_training import tiny_config
+from test_training import dry_run, tiny_config
 
 from keras_fer.config import ConfigError, load_config
 from keras_fer.data import write_synthetic_fer2013
@@ -72,3 +72,17 @@ def test_cosine_schedule_warms_up_then_decays_to_zero_at_the_last_epoch(tmp_path
     expected = [peak * 0.5 * (1 + math.cos(math.pi * (2 * epoch - warmup) / (total - warmup))) for epoch in (2, 3, 4)]
     np.testing.assert_allclose(rates, [peak, *expected], atol=1e-7)
     assert rates[-1] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_dry_run_reports_the_cpu_recipes_cosine_schedule(tmp_path):
+    data = write_synthetic_fer2013(tmp_path / "fer2013.csv", {"Training": 40, "PublicTest": 1}, seed=1)
+    report = dry_run("configs/fer2013_cpu.yaml", data, tmp_path / "run")
+    recipe = load_config("configs/fer2013_cpu.yaml").training
+    steps_per_epoch = 7 * 40 // recipe.batch_size  # training drops the last, partial batch
+    assert report["optimizer"]["learning_rate"] == pytest.approx(recipe.optimizer.learning_rate)
+    assert report["schedule"] == {
+        "class": "CosineDecay",
+        "warmup_steps": recipe.warmup_epochs * steps_per_epoch,
+        "decay_steps": (recipe.epochs - recipe.warmup_epochs) * steps_per_epoch,
+        "peak": pytest.approx(recipe.optimizer.learning_rate),
+    }

@@ -33,6 +33,14 @@ def run_train(*arguments, **popen):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen)
 
 
+def dry_run(config, data, output_dir):
+    """The JSON report of `python train.py --dry-run` for a config file and a CSV."""
+    process = run_train("--config", config, "--data", data, "--output-dir", str(output_dir), "--dry-run")
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    return json.loads(output[output.index("\n{\n") + 1:])
+
+
 def tiny_config(*overrides):
     return load_config(CONFIGS / "quickstart.yaml", TINY + list(overrides))
 
@@ -94,11 +102,7 @@ def test_cli_reports_a_bad_config_without_a_traceback(tmp_path):
 
 def test_paper_dry_run_builds_the_papers_model_optimizer_and_callbacks(tmp_path):
     data = write_synthetic_fer2013(tmp_path / "fer2013.csv", {"Training": 2, "PublicTest": 1}, seed=1)
-    process = run_train("--config", "configs/paper.yaml", "--data", data, "--output-dir", str(tmp_path / "run"),
-                        "--dry-run")
-    output, _ = process.communicate(timeout=300)
-    assert process.returncode == 0, output
-    report = json.loads(output[output.index("\n{\n") + 1:])
+    report = dry_run("configs/paper.yaml", data, tmp_path / "run")
     model = report["model"]
     assert model["backbone_input"] == [224, 224, 3] and model["input_shape"] == [None, 48, 48, 1]
     assert model["output_shape"] == [None, 7]
