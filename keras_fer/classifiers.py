@@ -149,13 +149,23 @@ def latest_version_dir(path):
 
 
 class TFLiteClassifier(Classifier):
-    """A `.tflite` file, run with the LiteRT interpreter; float or quantized inputs and outputs."""
+    """A `.tflite` file, run with the LiteRT interpreter; float or quantized inputs and outputs.
 
-    def __init__(self, path, class_names=None):
+    Args:
+        path: the `.tflite` file.
+        class_names: names in output order, overriding those stored in the file.
+        num_threads: interpreter threads; default every core (`os.cpu_count()`), which batches use.
+    """
+
+    def __init__(self, path, class_names=None, num_threads=None):
         from ai_edge_litert.interpreter import Interpreter
 
+        num_threads = os.cpu_count() if num_threads is None else num_threads
+        if not isinstance(num_threads, int) or num_threads < 1:
+            raise ValueError(f"`num_threads` must be a positive integer. Received: num_threads={num_threads!r}")
+        self.num_threads = num_threads
         try:
-            interpreter = Interpreter(model_path=path)
+            interpreter = Interpreter(model_path=path, num_threads=num_threads)
             signatures = interpreter.get_signature_list()
             self.runner = interpreter.get_signature_runner(
                 PIXELS_SIGNATURE if PIXELS_SIGNATURE in signatures else next(iter(signatures))
@@ -265,13 +275,14 @@ def run_config(model_path):
         return yaml.safe_load(file) or {}
 
 
-def load_classifier(path, class_names=None):
+def load_classifier(path, class_names=None, num_threads=None):
     """A `Classifier` for a preset name, a `.keras` file, a `.tflite` file or a SavedModel directory.
 
     Args:
         path: a name from `keras_fer.pretrained.available()` (when no file of that name
             exists), or the model's path.
         class_names: names in output order, overriding those the model carries.
+        num_threads: threads of a `.tflite` model's interpreter (default: every core).
     Raises:
         ModelError: unknown, missing, corrupt or unsupported model.
 
@@ -297,6 +308,6 @@ def load_classifier(path, class_names=None):
     if path.endswith(".keras"):
         return KerasClassifier(path, class_names)
     if path.endswith(".tflite"):
-        return TFLiteClassifier(path, class_names)
+        return TFLiteClassifier(path, class_names, num_threads)
     raise ModelError(f"{path}: unknown model format; expected a preset name, a .keras file, a .tflite file "
                      "or a SavedModel directory.")

@@ -1,4 +1,4 @@
-"""Pictures of results: photos annotated with boxes and labels, stage-mask overlays on a face."""
+"""Pictures of results: photos and video frames annotated with boxes and labels, stage-mask overlays."""
 
 import os
 
@@ -21,6 +21,33 @@ def annotate(image, results):
         text_top = max(y - text_height - baseline, 0)
         cv2.rectangle(annotated, (x, text_top), (x + text_width, text_top + text_height + baseline), (0, 255, 0), -1)
         cv2.putText(annotated, label, (x, text_top + text_height), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness)
+    return annotated
+
+
+def annotate_frame(image, faces, bar_width=90):
+    """A copy of a BGR video frame with each tracked face's box, "#track label" and probability bars.
+
+    Args:
+        image: uint8 BGR (H, W, 3).
+        faces: `keras_fer.video.TrackedFace` objects.
+        bar_width: length in pixels of a probability of 1.
+    """
+    annotated = image.copy()
+    line_height = 13
+    for face in faces:
+        x, y, width, height = face.box
+        cv2.rectangle(annotated, (x, y), (x + width, y + height), (0, 255, 0), 2)
+        cv2.putText(annotated, f"#{face.track} {face.label}", (x, max(y - 6, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                    (0, 255, 0), 1, cv2.LINE_AA)
+        # The bars go right of the box, or left of it when the box touches the right edge.
+        left = x + width + 6 if x + width + 6 + bar_width + 70 <= image.shape[1] else max(x - bar_width - 76, 0)
+        for row, (name, probability) in enumerate(face.probabilities.items()):
+            top = y + row * line_height
+            cv2.putText(annotated, name[:8], (left, top + 10), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1,
+                        cv2.LINE_AA)
+            cv2.rectangle(annotated, (left + 62, top + 2), (left + 62 + bar_width, top + 10), (80, 80, 80), 1)
+            cv2.rectangle(annotated, (left + 62, top + 2), (left + 62 + round(bar_width * probability), top + 10),
+                          (0, 200, 255) if name == face.label else (200, 200, 200), -1)
     return annotated
 
 

@@ -1,50 +1,92 @@
-"""`python predict.py`: labels the faces in photos with the shipped model or a trained one.
+"""`python predict.py`: labels the faces in photos and videos with the shipped model or a trained one.
 
 Every face that OpenCV's bundled Haar cascade finds is cropped, converted to a 48x48 gray
-(or RGB, as the model wants) face and classified; one JSON line is printed per face. With no
-`--model`, the model shipped in the package (`keras_fer.pretrained`, preset "fer2013") is
-used. A file that cannot be read, holds no face, or a model that cannot be loaded gives a
-message naming the file, and the other files are still processed; the exit status is 1 if
-any file failed.
+(or RGB, as the model wants) face and classified. Photos print one JSON line per face. Videos,
+cameras and streams print (or write with `--csv`, `--jsonl`) one record per face per frame,
+with a track id that follows the face, and can write an annotated video and a plot over time
+(`keras_fer.video`, docs/video.md). With no `--model`, photos use the model shipped in the
+package (preset "fer2013") and videos the same model converted once to a dynamic-range TFLite
+file (cached; `keras_fer.pretrained.tflite_file`). An input that cannot be read, holds no face,
+or a model that cannot be loaded gives a message naming it, and the other inputs are still
+processed; the exit status is 1 if any input failed.
 
     python predict.py photo.jpg other.png
     python predict.py --model runs/quickstart/best.keras --annotate out/ photo.jpg
-    python predict.py --model runs/quickstart/export/keras_fer --masks out/ photo.jpg
+    python predict.py clip.mp4 --video-out annotated.mp4 --csv emotions.csv --plot emotions.png
+    python predict.py --camera 0 --video-out session.mp4
 """
 
 import argparse
 import json
 import sys
 
+from keras_fer import pretrained
 from keras_fer.classifiers import KerasClassifier, ModelError
 from keras_fer.drawing import annotate, mask_overlays, write_image
 from keras_fer.faces import ImageError, read_image
 from keras_fer.recognizer import FaceExpressionRecognizer
+from keras_fer.video import VideoError, analyze_video, is_video, open_video
+from keras_fer.video_outputs import AnnotatedVideoWriter, RecordWriter, VideoOutputError, plot_timeline
 
 DEFAULT_MODEL = "fer2013"
+VIDEO_OUTPUTS = ("video_out", "csv", "jsonl", "plot")
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="predict.py",
-        description="Find the faces in photos and print one JSON line per face: file, box, label, probabilities.",
+        description="Find the faces in photos, videos or a camera and print one JSON line per face (per frame for "
+                    "videos): box, label, probabilities; videos also give each face a track id and time.",
     )
     parser.add_argument(
-        "--model", default=DEFAULT_MODEL,
-        help=f"a shipped preset name (default {DEFAULT_MODEL!r}: the FER2013 model in the package), "
-             "a .keras file, a SavedModel directory or a .tflite file",
+        "--model",
+        help=f"a shipped preset name, a .keras file, a SavedModel directory or a .tflite file (default: the preset "
+             f"{DEFAULT_MODEL!r} for photos, and for videos the same model as a dynamic-range TFLite file, "
+             "converted once and cached)",
     )
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="photos (any format OpenCV reads)")
-    parser.add_argument("--annotate", metavar="DIR", help="write each photo with boxes and labels drawn to DIR")
-    parser.add_argument(
+    parser.add_argument("inputs", nargs="*", metavar="INPUT",
+                        help="photos (any format OpenCV reads), videos (" + ", ".join(
+                            s.lstrip(".") for s in (".mp4", ".avi", ".mov", ".mkv", ".webm")) + ", ...) or stream URLs")
+    parser.add_argument("--camera", type=int, metavar="INDEX", help="read this camera (0: the first) until Ctrl-C")
+    photos = parser.add_argument_group("photos")
+    photos.add_argument("--annotate", metavar="DIR", help="write each photo with boxes and labels drawn to DIR")
+    photos.add_argument(
         "--masks", metavar="DIR",
         help="write, for the largest face of each photo, the four stage mask gates over the face (.keras and presets)",
     )
-    parser.add_argument(
+    photos.add_argument(
         "--whole-image", action="store_true", help="the images are face crops already: classify them whole"
     )
+    video = parser.add_argument_group("videos and cameras (one per run when writing files)")
+    video.add_argument("--video-out", metavar="FILE", help="write the annotated video (.mp4 or .avi) at the source's "
+                                                           "frame rate")
+    video.add_argument("--csv", metavar="FILE", help="write one row per face per frame to FILE instead of stdout")
+    video.add_argument("--jsonl", metavar="FILE", help="write the same records as JSON lines to FILE instead of stdout")
+    video.add_argument("--plot", metavar="FILE", help="plot each track's probabilities over time (seconds) to a PNG "
+                                                      "(needs --csv)")
+    video.add_argument("--detect-every", type=int, default=2, metavar="N",
+                       help="run the face detector on every N-th frame; tracks keep their boxes between (default 2)")
+    video.add_argument("--batch-frames", type=int, default=8, metavar="N",
+                       help="classify the faces of N frames in one call (default 8)")
+    video.add_argument("--smooth", type=int, default=1, metavar="N",
+                       help="average each track's probabilities over its last N frames (default 1: off)")
+    parser.add_argument("--threads", type=int, help="threads of a .tflite model (default: every core)")
     parser.add_argument("--class-names", help="comma-separated class names, overriding those of the model")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    videos = [source for source in args.inputs if is_video(source)] + ([args.camera] if args.camera is not None else [])
+    if not args.inputs and args.camera is None:
+        parser.error("give photos or videos, or --camera INDEX")
+    writes_files = [f"--{name.replace('_', '-')}" for name in VIDEO_OUTPUTS if getattr(args, name)]
+    if writes_files and len(videos) != 1:
+        parser.error(f"{', '.join(writes_files)} need exactly one video or camera; {len(videos)} given")
+    if args.plot and not args.csv:
+        parser.error("--plot draws from the records: give --csv FILE too")
+    for name in ("detect_every", "batch_frames", "smooth", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be 1 or more, not {value}")
+    args.videos = videos
+    return args
 
 
 def predict_file(recognizer, path, args):
@@ -64,25 +106,82 @@ def predict_file(recognizer, path, args):
         write_image(args.masks, path, "_masks", mask_overlays(face, recognizer.classifier.stage_gates(face)))
 
 
+def predict_video(recognizer, source, args):
+    """Tracks and classifies the faces of one video or camera, writing the requested outputs.
+
+    Returns:
+        the number of frames processed. Ctrl-C ends the run early; the outputs then hold the
+        frames done, and KeyboardInterrupt propagates.
+    """
+    video = open_video(source)
+    records = RecordWriter(recognizer.class_names, args.csv, args.jsonl or (None if args.csv else sys.stdout))
+    annotated = AnnotatedVideoWriter(args.video_out, video.fps) if args.video_out else None
+    progress = progress_bar(video)
+    try:
+        frames = analyze_video(recognizer, video, detect_every=args.detect_every, batch_frames=args.batch_frames,
+                               smoothing=args.smooth)
+        for frame in frames:
+            records.write(frame)
+            if annotated:
+                annotated.write(frame)
+            progress.update()
+    finally:
+        progress.close()
+        records.close()
+        if annotated:
+            annotated.close()
+        video.close()
+    if video.ended_early:
+        print(f"warning: {video.name}: the video ended after {video.frames_read} of the {video.frame_count} frames "
+              "its header announces (truncated or damaged); the readable frames were processed.", file=sys.stderr)
+    if args.plot:
+        plot_timeline(args.csv, args.plot)
+    return video.frames_read
+
+
+def progress_bar(video):
+    """A tqdm bar of frames, frames/s and ETA on a terminal's stderr; silent otherwise."""
+    from tqdm import tqdm
+
+    return tqdm(total=video.frame_count, desc=video.name, unit="frame", disable=not sys.stderr.isatty(),
+                file=sys.stderr, dynamic_ncols=True)
+
+
+def default_model(args):
+    """The --model to use: the given one, else the preset, as a cached TFLite file when there are videos."""
+    if args.model is not None:
+        return args.model
+    if args.videos:
+        return str(pretrained.tflite_file(DEFAULT_MODEL, "dynamic"))
+    return DEFAULT_MODEL
+
+
 def main(argv=None):
-    """Runs predict.py; returns the exit status (0 if every file was processed, else 1)."""
+    """Runs predict.py; returns the exit status (0 if every input was processed, 1 if any failed, 130 on Ctrl-C)."""
     args = parse_args(argv)
     class_names = args.class_names.split(",") if args.class_names else None
     try:
-        recognizer = FaceExpressionRecognizer(args.model, class_names)
+        recognizer = FaceExpressionRecognizer(default_model(args), class_names, num_threads=args.threads)
         if args.masks and not isinstance(recognizer.classifier, KerasClassifier):
             raise ModelError(f"{args.model}: --masks needs a .keras model or a preset (the stage masks are not "
                              "exported).")
-    except ModelError as error:
+    except (ModelError, pretrained.PresetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    inputs = [*args.inputs, *([args.camera] if args.camera is not None else [])]
     failed = 0
-    for path in args.images:
+    for source in inputs:
         try:
-            predict_file(recognizer, path, args)
-        except (ImageError, ModelError) as error:
+            if is_video(source):
+                predict_video(recognizer, source, args)
+            else:
+                predict_file(recognizer, source, args)
+        except (ImageError, ModelError, VideoError, VideoOutputError) as error:
             failed += 1
             print(f"error: {error}", file=sys.stderr)
+        except KeyboardInterrupt:
+            print(f"interrupted: {source} stopped; the outputs hold the frames done.", file=sys.stderr)
+            return 130
     if failed:
-        print(f"{failed} of {len(args.images)} files failed.", file=sys.stderr)
+        print(f"{failed} of {len(inputs)} inputs failed.", file=sys.stderr)
     return 1 if failed else 0

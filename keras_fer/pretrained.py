@@ -214,3 +214,44 @@ def save(path, build, weights, class_names, provenance):
     with files.replaced_on_success(path) as partial:
         np.savez_compressed(partial, **{METADATA_KEY: np.array(json.dumps(record))}, **arrays)
     return file_sha256(path)
+
+
+def cache_dir():
+    """Where converted presets are kept: $KERAS_FER_CACHE, else ~/.cache/keras_fer."""
+    return Path(os.environ.get("KERAS_FER_CACHE") or Path.home() / ".cache" / "keras_fer")
+
+
+def tflite_file(name="fer2013", quantization="dynamic"):
+    """The path of preset `name` converted to TFLite, converting it on first use (TensorFlow backend).
+
+    The file is named after the preset's sha256, so a new preset is converted again, and written
+    complete or not at all (`keras_fer.files`).
+
+    Args:
+        name: a preset name, one of `available()`.
+        quantization: "dynamic" (int8 weights, the fastest variant that keeps the Keras model's
+            answers; docs/deploy.md) or "none" (float32).
+    Returns:
+        `pathlib.Path` of the `.tflite` file.
+
+    Example:
+    >>> tflite_file("fer2013").suffix  # doctest: +SKIP
+    '.tflite'
+    """
+    if quantization not in ("dynamic", "none"):
+        raise PresetError(f"`quantization` must be 'dynamic' or 'none'. Received: quantization={quantization!r}")
+    preset_path(name)
+    path = cache_dir() / f"{name}-{PRESETS[name]['sha256'][:16]}-{quantization}.tflite"
+    if path.is_file():
+        return path
+    import tempfile
+
+    from keras_fer import export
+
+    model = load(name)
+    with tempfile.TemporaryDirectory() as temporary:
+        saved_model = export.export_saved_model(model, model.class_names, os.path.join(temporary, "1"))
+        flatbuffer = export.convert_tflite(saved_model, quantization, model.class_names)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    files.write_bytes(path, flatbuffer)
+    return path

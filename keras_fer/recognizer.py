@@ -53,6 +53,7 @@ class FaceExpressionRecognizer:
             `.keras` file, a `.tflite` file or a SavedModel directory.
         class_names: names in output order, overriding those the model carries.
         min_face_size: the smallest face side, in pixels, the detector looks for.
+        num_threads: threads of a `.tflite` model's interpreter (default: every core).
 
     Example:
     >>> import numpy as np
@@ -61,10 +62,10 @@ class FaceExpressionRecognizer:
     []
     """
 
-    def __init__(self, model="fer2013", class_names=None, min_face_size=24):
+    def __init__(self, model="fer2013", class_names=None, min_face_size=24, num_threads=None):
         if not isinstance(min_face_size, int) or min_face_size < 1:
             raise ValueError(f"`min_face_size` must be a positive integer. Received: min_face_size={min_face_size!r}")
-        self.classifier = load_classifier(os.fspath(model), class_names)
+        self.classifier = load_classifier(os.fspath(model), class_names, num_threads)
         self.min_face_size = min_face_size
 
     @property
