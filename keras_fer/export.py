@@ -111,7 +111,9 @@ def serving_archive(model, class_names):
         return classify_pixels(images)
 
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    # No `archive.track(model)`: add_endpoint already saves the variables the signatures use,
+    # and tracking the model as well stored every weight twice (once per Keras variable, once
+    # per TensorFlow variable it wraps), a SavedModel twice the size of the `.keras` file.
     archive.class_names = names
     archive.add_endpoint(
         PIXELS_SIGNATURE,

@@ -7,11 +7,13 @@ reuse it.
 
 import base64
 import contextlib
+import glob
 import io
 import json
 import os
 from unittest import mock
 
+import keras
 import numpy as np
 import pytest
 
@@ -134,6 +136,10 @@ def test_layout_sizes_and_report(exported):
     assert thresholds == [defaults["saved_model"]] * 2 + [defaults[q] for q in ("none", "float16", "dynamic")] + [
         TINY_MODEL_THRESHOLDS["int8"], TINY_MODEL_THRESHOLDS["int16x8"]
     ]
+    # Every weight is stored once: the checkpoint's data is the model's float32 weights, plus the class names.
+    weight_bytes = 4 * keras.saving.load_model(exported["keras"], compile=False).count_params()
+    (data_file,) = glob.glob(os.path.join(exported["saved_model"], "variables", "variables.data-*"))
+    assert weight_bytes <= os.path.getsize(data_file) < 1.05 * weight_bytes  # it was 2x: every weight twice
     # The SavedModel computes what Keras computes, and PNG is lossless.
     assert report["artifacts"][0]["max_abs_prob_diff"] < 1e-5
     assert report["artifacts"][1]["max_abs_prob_diff"] < 1e-5
