@@ -20,6 +20,7 @@ BENCHMARKS = (
     ("benchmarks.data_pipeline", [], ["--output", "benchmarks/results/data_pipeline_quick.json"]),
     ("benchmarks.train_throughput", [], ["--quick"]),
     ("benchmarks.inference", [], ["--quick"]),
+    ("benchmarks.video", [], ["--quick"]),
 )
 
 

@@ -106,9 +106,21 @@ def data_pipeline_section(report):
                         table(["measurement", "what", "images/s", "ratio to naive"], rows)])
 
 
+def video_section(report):
+    rows = [[name, result["what"], f"{result['frames_per_second']:.1f}", f"{result['faces']} / {result['frames']}"]
+            for name, result in report["results"].items()]
+    video = report["video"]
+    return "\n\n".join([
+        "### Video (`benchmarks/video.py`)", run_line(report),
+        f"A {video['size'][0]}x{video['size'][1]} clip of {video['frames']} frames at {video['fps']:g} frames/s with "
+        "one face, through `predict.py`'s video path (decode, detection, tracking, classification, CSV).",
+        table(["row", "what", "frames/s", "faces / frames"], rows)])
+
+
 # Report file stem -> section; inference_paper is the complete paper-size run (see inference.py).
 SECTIONS = {"train_throughput": train_throughput_section, "inference": inference_section,
-            "inference_paper": inference_section, "data_pipeline": data_pipeline_section}
+            "inference_paper": inference_section, "data_pipeline": data_pipeline_section,
+            "video": video_section}
 
 
 def markdown(results_dir=RESULTS_DIR):

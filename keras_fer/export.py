@@ -41,6 +41,7 @@ from keras_fer.classifiers import (
 )
 from keras_fer import files
 from keras_fer.data import USAGES, synthetic_faces
+from keras_fer.models import as_float32
 from keras_fer.serving import (
     DEFAULT_MODEL_NAME,
     ENCODED_INPUT,
@@ -337,6 +338,8 @@ def export(
     keras_model = load_classifier(model_path, class_names)
     if not isinstance(keras_model, KerasClassifier):
         raise ModelError(f"{model_path}: export.py converts a .keras model or a shipped preset, not an export.")
+    # A model trained under mixed_bfloat16 is exported, and checked against, as float32.
+    keras_model = KerasClassifier(model_path, keras_model.class_names, model=as_float32(keras_model.model))
     representative_data = representative_data or run_data_path(model_path)
     if parity_split not in USAGES:
         raise ValueError(f"`parity_split` must be one of {USAGES}. Received: {parity_split!r}")

@@ -4,6 +4,7 @@ Detection is OpenCV's bundled Haar cascade for frontal faces; a crop is the dete
 widened by `FACE_MARGIN`, resized to 48x48 and made gray (or RGB, as a model wants).
 """
 
+import functools
 import io
 import os
 import warnings
@@ -90,12 +91,34 @@ def reduced_jpeg_read(path, encoded, size):
     raise ImageError(too_large + " (even 1/8 of it is too large).")
 
 
-def detect_faces(image, min_size=24):
-    """Boxes (x, y, width, height) of the frontal faces in a BGR photo, largest first."""
-    detector = cv2.CascadeClassifier(os.path.join(cv2.data.haarcascades, HAAR_CASCADE))
-    gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
-    boxes = detector.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_size, min_size))
-    return sorted((tuple(int(v) for v in box) for box in boxes), key=lambda box: -box[2] * box[3])
+def detect_faces(image, min_size=24, scale=1.0, pyramid_step=1.1):
+    """Boxes (x, y, width, height) of the frontal faces in a BGR photo, largest first.
+
+    Args:
+        image: uint8 BGR (H, W, 3).
+        min_size: the smallest face side to look for, in pixels of `image`.
+        scale: detect on the image resized by this factor (0 < scale <= 1) and scale the boxes
+            back: at 0.75 the cascade does about 60% of the work, and finds faces of at
+            least `min_size` pixels of the resized image, `min_size / scale` of `image`.
+        pyramid_step: the ratio between the face sizes the cascade tries (OpenCV's
+            `scaleFactor`); 1.2 takes about 60% of the time of 1.1 and may miss a face that
+            falls between two sizes.
+    """
+    if not 0.0 < scale <= 1.0:
+        raise ValueError(f"`scale` must be in (0, 1]. Received: scale={scale!r}")
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    if scale < 1.0:
+        gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    boxes = _cascade().detectMultiScale(cv2.equalizeHist(gray), scaleFactor=pyramid_step, minNeighbors=5,
+                                        minSize=(min_size, min_size))
+    boxes = [tuple(round(int(v) / scale) for v in box) for box in boxes]
+    return sorted(boxes, key=lambda box: -box[2] * box[3])
+
+
+@functools.cache
+def _cascade():
+    """The Haar cascade, loaded once per process (loading it takes longer than a detection)."""
+    return cv2.CascadeClassifier(os.path.join(cv2.data.haarcascades, HAAR_CASCADE))
 
 
 def crop_face(image, box, channels):

@@ -139,7 +139,7 @@ def build_model(
     Example:
     >>> import numpy as np
     >>> model = build_model(input_size=64, width=8)
-    >>> model(np.zeros((2, 48, 48, 1), "uint8")).shape
+    >>> tuple(model(np.zeros((2, 48, 48, 1), "uint8")).shape)
     (2, 7)
     """
     if stem not in STEM_STRIDES:
@@ -215,6 +215,39 @@ def build_model(
     # float32 probabilities also under a mixed-precision policy.
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def as_float32(model):
+    """`model` if every layer computes in float32, else a float32 copy of it with the same weights.
+
+    A model trained under `mixed_bfloat16` keeps that policy in its `.keras` file, and the
+    TFLite converter takes float32 graphs only (its bfloat16 ops are "neither a custom op nor a
+    flex op"). The copy computes the same function without the bfloat16 rounding.
+
+    Example:
+    >>> keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    >>> model = build_model(input_size=32, width=4, use_masks=False)
+    >>> keras.mixed_precision.set_global_policy("float32")
+    >>> as_float32(model).get_layer("stem_conv").compute_dtype
+    'float32'
+    """
+    if all(layer.dtype_policy.compute_dtype == "float32" for layer in model.layers):
+        return model
+    copy = keras.Model.from_config(_float32_policies(model.get_config()))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _float32_policies(config):
+    """A layer or model config with every dtype policy, and every tensor dtype, made float32."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "DTypePolicy":
+            return {**config, "config": {**config["config"], "name": "float32"}}
+        return {key: ("float32" if key == "dtype" and value in ("bfloat16", "float16") else _float32_policies(value))
+                for key, value in config.items()}
+    if isinstance(config, list):
+        return [_float32_policies(item) for item in config]
+    return config
 
 
 def stage_outputs(model):

@@ -66,6 +66,9 @@ def parse_args(argv=None):
                                                       "(needs --csv)")
     video.add_argument("--detect-every", type=int, default=2, metavar="N",
                        help="run the face detector on every N-th frame; tracks keep their boxes between (default 2)")
+    video.add_argument("--detect-scale", type=float, default=0.75, metavar="S",
+                       help="detect faces on frames resized by S (default 0.75: faces of 32 pixels or more); "
+                            "1 for smaller faces")
     video.add_argument("--batch-frames", type=int, default=8, metavar="N",
                        help="classify the faces of N frames in one call (default 8)")
     video.add_argument("--smooth", type=int, default=1, metavar="N",
@@ -81,6 +84,8 @@ def parse_args(argv=None):
         parser.error(f"{', '.join(writes_files)} need exactly one video or camera; {len(videos)} given")
     if args.plot and not args.csv:
         parser.error("--plot draws from the records: give --csv FILE too")
+    if not 0.0 < args.detect_scale <= 1.0:
+        parser.error(f"--detect-scale must be in (0, 1], not {args.detect_scale}")
     for name in ("detect_every", "batch_frames", "smooth", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -119,7 +124,7 @@ def predict_video(recognizer, source, args):
     progress = progress_bar(video)
     try:
         frames = analyze_video(recognizer, video, detect_every=args.detect_every, batch_frames=args.batch_frames,
-                               smoothing=args.smooth)
+                               smoothing=args.smooth, detect_scale=args.detect_scale)
         for frame in frames:
             records.write(frame)
             if annotated:

@@ -100,6 +100,10 @@ def prepare_run_directory(paths, config, overwrite=False, dry_run=False):
     if paths.root.exists() and not paths.root.is_dir():
         raise RunError(f"--output-dir {paths.root} is a file, not a directory")
     existing = sorted(entry.name for entry in paths.root.iterdir()) if paths.root.is_dir() else []
+    # The other workers of a multi-worker job start at the same time as the chief and may have
+    # created their directories under workers/ already: that alone is not another run.
+    if existing == ["workers"] and not paths.config.exists():
+        existing = []
     if existing and not overwrite:
         if not paths.config.exists():
             raise RunError(

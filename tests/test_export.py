@@ -186,6 +186,15 @@ def test_int8_model_is_integer_only(exported):
     assert scale == pytest.approx(1 / 256) and zero_point == 0
 
 
+def test_tflite_interpreter_threads_default_to_every_core_and_do_not_change_answers(exported, faces):
+    path = exported["tflite"]["dynamic"]
+    default, single = TFLiteClassifier(path), TFLiteClassifier(path, num_threads=1)
+    assert (default.num_threads, single.num_threads) == (os.cpu_count(), 1)
+    np.testing.assert_allclose(default.classify(faces), single.classify(faces), atol=1e-6)
+    with pytest.raises(ValueError, match="Received: num_threads=0"):
+        TFLiteClassifier(path, num_threads=0)
+
+
 def test_int16x8_model_computes_with_16_bit_activations(exported):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -227,6 +236,25 @@ def test_model_that_does_not_take_raw_faces_is_refused(tmp_path, capsys):
     assert status == 1
     assert "(None, 64, 64, 3)" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_model_trained_in_mixed_bfloat16_exports_as_float32(tmp_path):
+    """The CPU recipe trains in mixed_bfloat16, whose ops the TFLite converter refused."""
+    from keras_fer.models import build_model
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = build_model(input_size=32, width=4, augmentation=None)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    path = str(tmp_path / "bf16.keras")
+    model.save(path)
+    report = export_module.export(path, str(tmp_path / "out"), export_format="tflite", quantizations=["none"],
+                                  parity_samples=64)
+    (float32,) = report["artifacts"]
+    assert float32["passed"] and float32["top1_agreement"] == 1.0
+    tflite = TFLiteClassifier(float32["path"])
+    assert tflite.input_detail["dtype"] == np.uint8 and tflite.output_detail["dtype"] == np.float32
 
 
 def test_missing_or_corrupt_model_is_reported(tmp_path, capsys):

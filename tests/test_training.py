@@ -12,7 +12,9 @@ import pytest
 
 from keras_fer.config import load_config, to_yaml
 from keras_fer.data import write_synthetic_fer2013
-from keras_fer.training import CallbackStateBackup, RunError, command_line, read_history, train
+from keras_fer.training import (
+    CallbackStateBackup, RunError, RunPaths, command_line, prepare_run_directory, read_history, train,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -219,6 +221,16 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
     # The file has no PrivateTest rows: reported absent, not replaced by another split.
     assert metrics["test"]["split"] == "PrivateTest" and metrics["test"]["status"] == "absent"
     assert all(math.isfinite(row["loss"]) for row in read_history(tmp_path / "run" / "history.csv"))
+
+
+def test_chief_starts_where_the_other_workers_have_already_made_their_directories(tmp_path):
+    """Workers start together; worker 1 may create <run>/workers/ before the chief looks at <run>."""
+    (tmp_path / "run" / "workers" / "worker-1").mkdir(parents=True)
+    assert prepare_run_directory(RunPaths(tmp_path / "run"), tiny_config()) is False  # a new run, not a resume
+    assert (tmp_path / "run" / "config.yaml").is_file() and (tmp_path / "run" / "workers" / "worker-1").is_dir()
+    (tmp_path / "other" / "notes").mkdir(parents=True)
+    with pytest.raises(RunError, match="is not empty and holds no run"):
+        prepare_run_directory(RunPaths(tmp_path / "other"), tiny_config())
 
 
 def test_multi_worker_strategy_is_created_before_tensorflow_starts(tmp_path):

@@ -63,6 +63,19 @@ def start_worker(index, ports, output_dir, epochs, log_path):
     return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), command, log
 
 
+class WorkerFailed(Exception):
+    """A worker exited with an error; `errors` holds each worker's last error line."""
+
+    def __init__(self, statuses, errors):
+        super().__init__(f"worker exit statuses {statuses}")
+        self.statuses, self.errors = statuses, errors
+
+
+def last_error_line(log_path):
+    lines = [line for line in Path(log_path).read_text().splitlines() if "Error:" in line or "error:" in line]
+    return lines[-1][:400] if lines else None
+
+
 def run_cluster(output_dir, epochs, logs, workers=2):
     ports = free_ports(workers)
     started = [start_worker(index, ports, output_dir, epochs, logs / f"worker{index}.log") for index in range(workers)]
@@ -70,7 +83,7 @@ def run_cluster(output_dir, epochs, logs, workers=2):
     for _, _, log in started:
         log.close()
     if any(statuses):
-        raise SystemExit(f"a worker failed ({statuses}); see {logs}")
+        raise WorkerFailed(statuses, [last_error_line(logs / f"worker{index}.log") for index in range(workers)])
     return started[0][1]
 
 
@@ -113,7 +126,15 @@ def main(argv=None):
     # 1. Two workers, 3 epochs.
     two = work / "two_workers"
     (work / "logs_two").mkdir(exist_ok=True)
-    report["worker_command"] = " ".join(run_cluster(two, 3, work / "logs_two"))
+    try:
+        report["worker_command"] = " ".join(run_cluster(two, 3, work / "logs_two"))
+    except WorkerFailed as failure:
+        report.update(two_workers_failed={"exit_statuses": failure.statuses, "last_errors": failure.errors},
+                      all_checks_pass=False, finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps(report, indent=2))
+        return 1
     chief, worker1 = weights_of(two / "last.keras"), weights_of(two / "workers" / "worker-1" / "last.keras")
     report["workers_same_weights"] = {
         "max_abs_difference": max(float(abs(chief[key] - worker1[key]).max()) for key in chief),
