@@ -83,7 +83,7 @@ def test_broken_files_get_one_clear_line_each_and_the_others_still_run(tmp_path,
     assert f"error: {paths[0]}: cannot decode the image (truncated or damaged" in errors[0]
     assert errors[1] == f"error: {paths[1]}: the file is empty (0 bytes)."
     assert errors[2].startswith(f"error: {paths[2]}: cannot decode the image")
-    assert errors[3] == "3 of 4 files failed."
+    assert errors[3] == "3 of 4 inputs failed."
 
 
 def test_a_huge_png_is_refused_from_its_header_without_decoding(tmp_path):

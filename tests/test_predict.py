@@ -87,7 +87,7 @@ def test_bad_files_are_reported_and_the_others_processed(exported, tmp_path, cap
     assert f"{missing}: cannot read the file" in err
     assert f"{corrupt}: cannot decode the image" in err
     assert f"{no_face}: no face found" in err
-    assert "3 of 4 files failed" in err
+    assert "3 of 4 inputs failed" in err
 
 
 def test_whole_image_faces_match_the_model_on_raw_pixels(exported, tmp_path, capsys):
