@@ -25,7 +25,7 @@ from keras_fer.classifiers import KerasClassifier, ModelError
 from keras_fer.drawing import annotate, mask_overlays, write_image
 from keras_fer.faces import ImageError, read_image
 from keras_fer.recognizer import FaceExpressionRecognizer
-from keras_fer.video import VideoError, analyze_video, is_video, open_video
+from keras_fer.video import VIDEO_SUFFIXES, VideoError, analyze_video, is_video, open_video
 from keras_fer.video_outputs import AnnotatedVideoWriter, RecordWriter, VideoOutputError, plot_timeline
 
 DEFAULT_MODEL = "fer2013"
@@ -46,7 +46,7 @@ def parse_args(argv=None):
     )
     parser.add_argument("inputs", nargs="*", metavar="INPUT",
                         help="photos (any format OpenCV reads), videos (" + ", ".join(
-                            s.lstrip(".") for s in (".mp4", ".avi", ".mov", ".mkv", ".webm")) + ", ...) or stream URLs")
+                            suffix.lstrip(".") for suffix in VIDEO_SUFFIXES) + ") or stream URLs")
     parser.add_argument("--camera", type=int, metavar="INDEX", help="read this camera (0: the first) until Ctrl-C")
     photos = parser.add_argument_group("photos")
     photos.add_argument("--annotate", metavar="DIR", help="write each photo with boxes and labels drawn to DIR")
@@ -76,12 +76,13 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, help="threads of a .tflite model (default: every core)")
     parser.add_argument("--class-names", help="comma-separated class names, overriding those of the model")
     args = parser.parse_args(argv)
-    videos = [source for source in args.inputs if is_video(source)] + ([args.camera] if args.camera is not None else [])
-    if not args.inputs and args.camera is None:
+    args.sources = [*args.inputs, *([args.camera] if args.camera is not None else [])]
+    args.videos = [source for source in args.sources if is_video(source)]
+    if not args.sources:
         parser.error("give photos or videos, or --camera INDEX")
     writes_files = [f"--{name.replace('_', '-')}" for name in VIDEO_OUTPUTS if getattr(args, name)]
-    if writes_files and len(videos) != 1:
-        parser.error(f"{', '.join(writes_files)} need exactly one video or camera; {len(videos)} given")
+    if writes_files and len(args.videos) != 1:
+        parser.error(f"{', '.join(writes_files)} need exactly one video or camera; {len(args.videos)} given")
     if args.plot and not args.csv:
         parser.error("--plot draws from the records: give --csv FILE too")
     if not 0.0 < args.detect_scale <= 1.0:
@@ -90,7 +91,6 @@ def parse_args(argv=None):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be 1 or more, not {value}")
-    args.videos = videos
     return args
 
 
@@ -173,9 +173,8 @@ def main(argv=None):
     except (ModelError, pretrained.PresetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    inputs = [*args.inputs, *([args.camera] if args.camera is not None else [])]
     failed = 0
-    for source in inputs:
+    for source in args.sources:
         try:
             if is_video(source):
                 predict_video(recognizer, source, args)
@@ -188,5 +187,5 @@ def main(argv=None):
             print(f"interrupted: {source} stopped; the outputs hold the frames done.", file=sys.stderr)
             return 130
     if failed:
-        print(f"{failed} of {len(inputs)} inputs failed.", file=sys.stderr)
+        print(f"{failed} of {len(args.sources)} inputs failed.", file=sys.stderr)
     return 1 if failed else 0

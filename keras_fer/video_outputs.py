@@ -92,7 +92,7 @@ class AnnotatedVideoWriter:
     """
 
     def __init__(self, path, fps):
-        suffix = str(path)[str(path).rfind("."):].lower()
+        suffix = os.path.splitext(str(path))[1].lower()
         if suffix not in VIDEO_CODECS:
             raise VideoOutputError(f"{path}: unknown video container; use one of {', '.join(VIDEO_CODECS)}.")
         self.path, self.fps, self._codec = str(path), fps or FALLBACK_FPS, VIDEO_CODECS[suffix]
