@@ -206,18 +206,21 @@ def add_tflite_metadata(flatbuffer, name, value):
 
 
 def read_faces(data_path, usage, limit, seed):
-    """Up to `limit` faces, uint8 (N, 48, 48, 1), of a FER2013 CSV split, shuffled with `seed`.
+    """Up to `limit` faces of a FER2013 CSV split and their labels, shuffled with `seed`.
 
     Without `data_path`, synthetic faces (`keras_fer.data.synthetic_faces`) drawn with a seed
     per split, so calibration and parity faces differ.
+
+    Returns:
+        (faces, labels): uint8 (N, 48, 48, 1) and int (N,) class indices.
     """
     if data_path is None:
-        return synthetic_faces(limit, seed=seed + (0 if usage == CALIBRATION_SPLIT else 1000))[0]
+        return synthetic_faces(limit, seed=seed + (0 if usage == CALIBRATION_SPLIT else 1000))
     from keras_fer.data import fer2013_dataset
 
     dataset = fer2013_dataset(data_path, usage=usage, batch_size=limit, shuffle=True, seed=seed)
-    images, _ = next(iter(dataset))
-    return images.numpy()
+    images, labels = next(iter(dataset))
+    return images.numpy(), labels.numpy()
 
 
 def run_data_path(model_path):
@@ -238,13 +241,24 @@ def encode_png(faces):
 # Parity.
 
 
-def parity(reference, candidate, min_top1_agreement):
-    """How closely `candidate` probabilities (N, K) follow `reference` (N, K).
+def accuracy(probabilities, labels):
+    """Fraction of rows of `probabilities` (N, K) whose argmax is the label, rounded to 6 places."""
+    return round(float(np.mean(np.argmax(probabilities, -1) == labels)), 6)
 
+
+def parity(reference, candidate, min_top1_agreement, labels):
+    """How closely `candidate` probabilities (N, K) follow `reference` (N, K), and what it costs in accuracy.
+
+    Args:
+        reference, candidate: probabilities (N, K) of the Keras model and of an export.
+        min_top1_agreement: the lowest top-1 agreement that passes.
+        labels: int (N,), the faces' true classes.
     Returns:
         dict: images, top1_agreement (fraction of equal argmax), the same among the faces whose
         reference margin (top probability minus the second) is at least CONFIDENT_MARGIN (and
-        their fraction; None without such faces), max_abs_prob_diff, min_top1_agreement, passed.
+        their fraction; None without such faces), max_abs_prob_diff, accuracy (the candidate's),
+        accuracy_change_points (candidate minus reference, in percentage points),
+        min_top1_agreement, passed.
     """
     agrees = np.argmax(reference, -1) == np.argmax(candidate, -1)
     agreement = float(np.mean(agrees))
@@ -257,6 +271,8 @@ def parity(reference, candidate, min_top1_agreement):
         "confident_fraction": round(float(np.mean(confident)), 6),
         "top1_agreement_confident": round(float(np.mean(agrees[confident])), 6) if confident.any() else None,
         "max_abs_prob_diff": float(np.max(np.abs(reference - candidate))),
+        "accuracy": accuracy(candidate, labels),
+        "accuracy_change_points": round(100 * (accuracy(candidate, labels) - accuracy(reference, labels)), 4),
         "min_top1_agreement": min_top1_agreement,
         "passed": agreement >= min_top1_agreement,
     }
@@ -269,15 +285,16 @@ def path_size(path):
     return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
 
 
-def check_artifact(name, path, probabilities, reference, min_top1_agreement):
+def check_artifact(name, path, probabilities, reference, labels, min_top1_agreement):
     """One report entry for an exported artifact; prints it."""
     entry = {"artifact": name, "path": path, "size_bytes": path_size(path)}
-    entry.update(parity(reference, probabilities, min_top1_agreement))
+    entry.update(parity(reference, probabilities, min_top1_agreement, labels))
     confident = "none" if entry["top1_agreement_confident"] is None else f"{entry['top1_agreement_confident']:.2%}"
     print(
         f"{name:36s} {entry['size_bytes'] / 2**20:8.2f} MiB  top-1 agreement {entry['top1_agreement']:.2%} "
         f"(min {entry['min_top1_agreement']:.1%}; confident faces {confident})  "
-        f"max |dp| {entry['max_abs_prob_diff']:.2e}  "
+        f"max |dp| {entry['max_abs_prob_diff']:.2e}  accuracy {entry['accuracy']:.2%} "
+        f"({entry['accuracy_change_points']:+.2f} points)  "
         f"{'ok' if entry['passed'] else 'FAILED'}",
         flush=True,
     )
@@ -344,7 +361,7 @@ def export(
     if parity_split not in USAGES:
         raise ValueError(f"`parity_split` must be one of {USAGES}. Received: {parity_split!r}")
     try:
-        parity_faces = read_faces(parity_data or representative_data, parity_split, parity_samples, seed)
+        parity_faces, parity_labels = read_faces(parity_data or representative_data, parity_split, parity_samples, seed)
     except ValueError as error:  # typically a file without that split (the shared one has no PrivateTest)
         raise ValueError(f"{error} (reading the {parity_split} split for the parity check; parity_split, "
                          "--parity-split on the command line, picks another)") from None
@@ -359,6 +376,7 @@ def export(
             "source": parity_data or representative_data or "synthetic_faces",
             "split": parity_split,
             "images": int(len(parity_faces)),
+            "keras_accuracy": accuracy(reference, parity_labels),
         },
         "artifacts": [],
     }
@@ -374,16 +392,17 @@ def export(
             served = SavedModelClassifier(saved_model_dir)
             report["artifacts"].append(check_artifact(
                 f"saved_model:{PIXELS_SIGNATURE}", saved_model_dir, served.classify(parity_faces), reference,
-                thresholds["saved_model"],
+                parity_labels, thresholds["saved_model"],
             ))
             report["artifacts"].append(check_artifact(
                 f"saved_model:{ENCODED_SIGNATURE} (PNG)", saved_model_dir,
-                served.classify_encoded(encode_png(parity_faces)), reference, thresholds["saved_model"],
+                served.classify_encoded(encode_png(parity_faces)), reference, parity_labels,
+                thresholds["saved_model"],
             ))
         if export_format in ("tflite", "all"):
             calibration_faces = None
             if set(CALIBRATED) & set(quantizations):
-                calibration_faces = read_faces(representative_data, CALIBRATION_SPLIT, calibration_samples, seed)
+                calibration_faces, _ = read_faces(representative_data, CALIBRATION_SPLIT, calibration_samples, seed)
                 if keras_model.channels == 3:
                     calibration_faces = np.repeat(calibration_faces, 3, axis=-1)
             tflite_dir = os.path.join(output_dir, "tflite")
@@ -396,7 +415,7 @@ def export(
                 )
                 report["artifacts"].append(check_artifact(
                     f"tflite:{variant}", tflite_path, TFLiteClassifier(tflite_path).classify(parity_faces), reference,
-                    thresholds[quantization],
+                    parity_labels, thresholds[quantization],
                 ))
 
     report_path = os.path.join(output_dir, PARITY_REPORT)

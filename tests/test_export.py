@@ -128,7 +128,17 @@ def test_layout_sizes_and_report(exported):
         "tflite:float32", "tflite:float16", "tflite:dynamic", "tflite:int8", "tflite:int16x8",
     ]
     assert report["class_names"] == list(CLASS_NAMES)
-    assert report["parity_data"] == {"source": exported["data"], "split": "PrivateTest", "images": 84}
+    parity_data = report["parity_data"]
+    assert {key: parity_data[key] for key in ("source", "split", "images")} == {
+        "source": exported["data"], "split": "PrivateTest", "images": 84}
+    # Accuracy on the labelled parity faces: the Keras model's, and every export's beside it.
+    faces, labels = export_module.read_faces(exported["data"], "PrivateTest", 500, seed=0)
+    keras_probabilities = KerasClassifier(exported["keras"]).classify(faces)
+    assert parity_data["keras_accuracy"] == export_module.accuracy(keras_probabilities, labels)
+    for entry in report["artifacts"]:
+        assert entry["accuracy_change_points"] == pytest.approx(
+            100 * (entry["accuracy"] - parity_data["keras_accuracy"]), abs=1e-3)
+    assert report["artifacts"][0]["accuracy_change_points"] == 0  # the SavedModel gives the same answers
     for entry in report["artifacts"]:
         assert entry["size_bytes"] == export_module.path_size(entry["path"]) > 0
     thresholds = [entry["min_top1_agreement"] for entry in report["artifacts"]]
@@ -207,16 +217,20 @@ def test_int16x8_model_computes_with_16_bit_activations(exported):
 def test_parity_counts_agreement_and_largest_difference():
     reference = np.array([[0.7, 0.3], [0.4, 0.6], [0.9, 0.1], [0.2, 0.8]])
     candidate = np.array([[0.6, 0.4], [0.55, 0.45], [0.9, 0.1], [0.2, 0.8]])
-    result = parity(reference, candidate, 0.8)
+    labels = np.array([0, 1, 1, 1])  # the reference gets 3 right, the candidate 2
+    result = parity(reference, candidate, 0.8, labels)
     assert result["top1_agreement"] == 0.75
     assert result["max_abs_prob_diff"] == pytest.approx(0.15)
+    assert (result["accuracy"], result["accuracy_change_points"]) == (0.5, -25.0)
     assert result["passed"] is False
-    assert parity(reference, candidate, 0.75)["passed"] is True
+    assert parity(reference, candidate, 0.75, labels)["passed"] is True
     # Agreement among confident faces (top-two margin >= 0.2): only the second pair is one.
-    near_tie = parity(np.array([[0.55, 0.45], [0.9, 0.1]]), np.array([[0.45, 0.55], [0.9, 0.1]]), 0.5)
+    near_tie = parity(np.array([[0.55, 0.45], [0.9, 0.1]]), np.array([[0.45, 0.55], [0.9, 0.1]]), 0.5, [1, 0])
     assert (near_tie["top1_agreement"], near_tie["confident_fraction"], near_tie["top1_agreement_confident"]) == (
         0.5, 0.5, 1.0)
-    assert parity(np.array([[0.5, 0.5]]), np.array([[0.5, 0.5]]), 0.5)["top1_agreement_confident"] is None
+    assert (near_tie["accuracy"], near_tie["accuracy_change_points"]) == (1.0, 50.0)  # the flip was a fix
+    one_tie = parity(np.array([[0.5, 0.5]]), np.array([[0.5, 0.5]]), 0.5, [0])
+    assert one_tie["top1_agreement_confident"] is None
 
 
 def test_export_fails_loudly_below_the_threshold(exported):
@@ -284,10 +298,11 @@ def test_parity_split_is_chosen_and_a_missing_one_is_reported(exported, tmp_path
 
     assert export_module.main([*args, "--output-dir", str(tmp_path / "out"), "--parity-split", "PublicTest"]) == 0
     report = json.loads((tmp_path / "out" / PARITY_REPORT).read_text())
-    assert report["parity_data"] == {"source": data, "split": "PublicTest", "images": 21}
+    assert {key: report["parity_data"][key] for key in ("source", "split", "images")} == {
+        "source": data, "split": "PublicTest", "images": 21}
 
 
 def test_synthetic_calibration_and_parity_faces_differ_whatever_the_parity_split():
-    calibration = export_module.read_faces(None, export_module.CALIBRATION_SPLIT, 8, seed=0)
+    calibration, _ = export_module.read_faces(None, export_module.CALIBRATION_SPLIT, 8, seed=0)
     for split in ("PublicTest", "PrivateTest"):
-        assert not np.array_equal(calibration, export_module.read_faces(None, split, 8, seed=0)), split
+        assert not np.array_equal(calibration, export_module.read_faces(None, split, 8, seed=0)[0]), split

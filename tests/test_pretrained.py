@@ -100,3 +100,29 @@ def test_a_plain_pip_install_ships_the_model_file(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         info = archive.getinfo("keras_fer/presets/fer2013.npz")
     assert info.file_size == pretrained.preset_path("fer2013").stat().st_size
+
+
+@pytest.mark.skipif(not SHARED_CSV.exists(), reason="needs the real FER2013 file in ../shared")
+def test_the_shipped_model_passes_the_int8_export_check_on_every_publictest_face(tmp_path):
+    """export.py's int8 path on the model trained on real faces, checked on all 3,589 PublicTest faces.
+
+    A model fitted to synthetic faces hid an int8 failure that real faces exposed (82.6%
+    agreement on an earlier real-FER2013 model). A model trained only a few steps on real faces
+    cannot show it either: its probabilities are near-uniform (1.6% of faces with a top-two
+    margin of 0.2), and int8's uint8 output ties most of them, so its agreement measures ties,
+    not quantization error (62% measured). The shipped model is the real-face model users export.
+    Measured here: 97.66% top-1 agreement (every face with a top-two margin of 0.2 or more kept),
+    0.33 points of accuracy lost. Asserted: export.py's own int8 threshold (97%), and at most 0.5
+    points of PublicTest accuracy lost.
+    """
+    from keras_fer.export import MIN_TOP1_AGREEMENT, export
+
+    report = export("fer2013", tmp_path, "tflite", ["int8"], representative_data=str(SHARED_CSV),
+                    parity_split="PublicTest", parity_samples=4000)
+    recorded = pretrained.metadata("fer2013")["provenance"]["shipped_validation"]
+    assert report["parity_data"]["images"] == 3589
+    assert report["parity_data"]["keras_accuracy"] == pytest.approx(recorded["accuracy"], abs=1e-6)
+    (int8,) = report["artifacts"]
+    assert int8["passed"] and int8["top1_agreement"] >= MIN_TOP1_AGREEMENT["int8"] == 0.97, int8
+    assert int8["top1_agreement_confident"] == 1.0, int8
+    assert int8["accuracy_change_points"] >= -0.5, int8

@@ -67,8 +67,8 @@ def main(argv=None):
 
     started = time.monotonic()
     model = load_model_file(args.model)
-    calibration = export.read_faces(args.data, "Training", args.calibration_samples, seed=0)
-    debug_faces = export.read_faces(args.data, "PublicTest", args.debug_samples, seed=1)
+    calibration, _ = export.read_faces(args.data, "Training", args.calibration_samples, seed=0)
+    debug_faces, _ = export.read_faces(args.data, "PublicTest", args.debug_samples, seed=1)
     with tempfile.TemporaryDirectory() as temporary:
         # Class names only label the serving outputs, which the debugger does not read.
         class_names = [str(index) for index in range(model.output_shape[-1])]
