@@ -97,17 +97,25 @@ def time_calls(function, faces, warmup, runs):
 
 
 def measure_variant(path, faces, calls):
-    """Latency at batch 1 and throughput at batch 64 of the model at `path`."""
-    from keras_fer.classifiers import load_classifier
+    """Latency at batch 1 and throughput at batch 64 of the model at `path`.
+
+    A TFLite model's batch-1 latency is measured on one interpreter thread, as an app that
+    classifies one face at a time runs it; its batch-64 throughput on the default threads
+    (`TFLiteClassifier`: every core). TensorFlow picks its own threads for the other forms.
+    """
+    from keras_fer.classifiers import TFLiteClassifier, load_classifier
 
     warmup, runs, batch_warmup, batch_runs = calls
     classifier = load_classifier(str(path))
-    seconds, cores = time_calls(classifier.classify, faces[:1], warmup, runs)
-    latency = {**common.summarize_seconds(seconds), "cores_busy": cores}
+    single_face = TFLiteClassifier(str(path), num_threads=1) if isinstance(classifier, TFLiteClassifier) else classifier
+    seconds, cores = time_calls(single_face.classify, faces[:1], warmup, runs)
+    latency = {**common.summarize_seconds(seconds), "cores_busy": cores,
+               "threads": getattr(single_face, "num_threads", "tensorflow")}
     seconds, cores = time_calls(classifier.classify, faces[:THROUGHPUT_BATCH], batch_warmup, batch_runs)
     batch = common.summarize_seconds(seconds)
     throughput = {"images_per_second": round(THROUGHPUT_BATCH / (batch["median_ms"] / 1e3), 2),
-                  "batch": THROUGHPUT_BATCH, **batch, "cores_busy": cores}
+                  "batch": THROUGHPUT_BATCH, **batch, "cores_busy": cores,
+                  "threads": getattr(classifier, "num_threads", "tensorflow")}
     return {"latency_batch_1": latency, "throughput": throughput}
 
 
@@ -117,8 +125,8 @@ def measure_configuration(payload):
 
     name, deadline = payload["config"], time.monotonic() + payload["seconds_left"]
     calls = tuple(payload["calls"])
-    faces = read_faces(str(common.DATA_FILE), "PublicTest", THROUGHPUT_BATCH, seed=0)
-    calibration = read_faces(str(common.DATA_FILE), CALIBRATION_SPLIT, payload["calibration_faces"], seed=0)
+    faces, _ = read_faces(str(common.DATA_FILE), "PublicTest", THROUGHPUT_BATCH, seed=0)
+    calibration, _ = read_faces(str(common.DATA_FILE), CALIBRATION_SPLIT, payload["calibration_faces"], seed=0)
     results = {}
     with tempfile.TemporaryDirectory() as workdir:
         keras_path = os.path.join(workdir, "model.keras")
@@ -144,6 +152,7 @@ def measure_configuration(payload):
     return {
         "config_file": common.CONFIGS[name],
         "backbone_input": config.model.input_size,
+        "stem": config.model.stem,
         "width": config.model.width,
         "calls": dict(zip(CALL_NAMES, calls)),
         "calibration_faces": payload["calibration_faces"],

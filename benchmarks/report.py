@@ -85,17 +85,19 @@ def inference_section(report):
         rows = []
         for variant, entry in configuration["variants"].items():
             if "latency_batch_1" not in entry:
-                rows.append([variant, "—", "—", "—", "—", "—", "—", entry.get("error") or entry.get("skipped")])
+                rows.append([variant, *["—"] * 7, entry.get("error") or entry.get("skipped")])
                 continue
             latency, throughput = entry["latency_batch_1"], entry["throughput"]
             rows.append([variant, f"{entry['size_bytes'] / 2**20:.1f}", f"{entry['export_seconds']:.0f}",
                          f"{latency['median_ms']:.1f}", f"{latency['p90_ms']:.1f}",
                          f"{throughput['images_per_second']:.1f}",
+                         f"{latency.get('threads', '—')} / {throughput.get('threads', '—')}",
                          f"{latency['cores_busy']:.1f} / {throughput['cores_busy']:.1f}", ""])
         parts.append(f"**{name}** (`{configuration['config_file']}`: backbone input {configuration['backbone_input']}, "
-                     f"width {configuration['width']}; calls {configuration['calls']})")
+                     f"stem {configuration.get('stem', 'imagenet')}, width {configuration['width']}; "
+                     f"calls {configuration['calls']})")
         parts.append(table(["variant", "MiB", "export s", "batch 1 median ms", "batch 1 p90 ms", "batch 64 images/s",
-                            "cores busy (b1 / b64)", "note"], rows))
+                            "threads (b1 / b64)", "cores busy (b1 / b64)", "note"], rows))
     return "\n\n".join(parts)
 
 
