@@ -16,6 +16,7 @@ from keras_fer.layers import (
     BN_EPSILON,
     BN_MOMENTUM,
     BasicBlock,
+    BatchNormalization,
     ECAUNetMask,
     FaceAugmentation,
     GrayscaleToRGB,
@@ -68,7 +69,7 @@ def apply_stem(x, stem, width):
     """
     kernel, stride = (7, 2) if stem == "imagenet" else (3, STEM_STRIDES[stem])
     x = layers.Conv2D(width, kernel, strides=stride, padding="same", use_bias=False, name="stem_conv")(x)
-    x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name="stem_bn")(x)
+    x = BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name="stem_bn")(x)
     x = layers.ReLU(name="stem_relu")(x)
     if stem == "imagenet":
         x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)

@@ -5,6 +5,7 @@ import keras
 from keras_fer.layers import (
     ECA,
     BasicBlock,
+    BatchNormalization,
     ECAUNetMask,
     FaceAugmentation,
     ResizeImages,
@@ -131,7 +132,7 @@ def test_face_augmentation_is_random_in_training_only():
 
 @pytest.mark.parametrize(
     "layer",
-    [ECA(gamma=3, b=2), BasicBlock(8, stride=2), ECAUNetMask(2, use_eca=False, activation="sigmoid"),
+    [ECA(gamma=3, b=2), BatchNormalization(momentum=0.8), BasicBlock(8, stride=2), ECAUNetMask(2, use_eca=False, activation="sigmoid"),
      FaceAugmentation(flip=False, shift=0.05, rotation_degrees=5.0, zoom=0.0, seed=1), ResizeImages(32)],
     ids=lambda layer: type(layer).__name__,
 )
@@ -139,3 +140,35 @@ def test_layers_serialize_by_registration(layer):
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert type(restored) is type(layer)
     assert restored.get_config() == layer.get_config()
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_batch_normalization_trains_exactly_like_keras(policy):
+    # On TensorFlow the training call is one fused kernel; it must compute Keras' function:
+    # the same outputs, gradients and moving statistics (biased variance), and the same inference.
+    import tensorflow as tf
+
+    faces = tf.constant(np.random.default_rng(0).normal(3.0, 2.0, (6, 5, 5, 8)).astype("float32"))
+    rng = np.random.default_rng(1)
+    weights = [rng.normal(size=8).astype("float32") for _ in range(3)] + [rng.uniform(0.5, 2.0, 8).astype("float32")]
+    results = []
+    for layer in (keras.layers.BatchNormalization(momentum=0.7, epsilon=1e-5, dtype=policy),
+                  BatchNormalization(momentum=0.7, epsilon=1e-5, dtype=policy)):
+        layer.build(faces.shape)
+        layer.set_weights(weights)
+        with tf.GradientTape() as tape:
+            tape.watch(faces)
+            outputs = tf.cast(layer(faces, training=True), "float32")
+            loss = tf.reduce_sum(outputs**2 * tf.range(8, dtype="float32"))
+        gradients = tape.gradient(loss, [faces] + layer.trainable_weights)
+        results.append((outputs, gradients, [v.numpy() for v in layer.non_trainable_weights],
+                        tf.cast(layer(faces), "float32")))
+    (keras_out, keras_grads, keras_stats, keras_inference), (out, grads, stats, inference) = results
+    tolerance = 1e-5 if policy == "float32" else 1e-2
+    np.testing.assert_allclose(out, keras_out, atol=tolerance)
+    for gradient, keras_gradient in zip(grads, keras_grads):
+        np.testing.assert_allclose(gradient, keras_gradient, rtol=tolerance, atol=tolerance * 100)
+    for stat, keras_stat in zip(stats, keras_stats):
+        np.testing.assert_allclose(stat, keras_stat, rtol=1e-6)
+    assert not np.allclose(stats[1], weights[3])  # the moving variance did move
+    np.testing.assert_allclose(inference, keras_inference, atol=tolerance)
