@@ -32,9 +32,9 @@ WEIGHTS_PREFIX = "weights/"
 PRESETS = {
     "fer2013": {
         "file": "fer2013.npz",
-        "sha256": "38d561e6c69eb3a6c5c349b62d49e41e660004c46cdb7dd43fbad193a3314955",
+        "sha256": "97c55dfbe99c77220a6f1570cd4efc2763daab8e4dce786716b2744a5dd4e617",
         "description": "ResNet34 + ECA-U-Net masks (48 px, conv3x3_s2 stem, width 16, 8.6 M parameters) trained "
-                       "on FER2013 Training by configs/fer2013_cpu.yaml; PublicTest 65.45%. See docs/model_card.md.",
+                       "on FER2013 Training by configs/fer2013_cpu.yaml; PublicTest 65.98%. See docs/model_card.md.",
     },
 }
 
