@@ -218,9 +218,15 @@ def read_faces(data_path, usage, limit, seed):
         return synthetic_faces(limit, seed=seed + (0 if usage == CALIBRATION_SPLIT else 1000))
     from keras_fer.data import fer2013_dataset
 
-    dataset = fer2013_dataset(data_path, usage=usage, batch_size=limit, shuffle=True, seed=seed)
-    images, labels = next(iter(dataset))
-    return images.numpy(), labels.numpy()
+    # The whole split in file order, then a NumPy draw: a tf.data shuffle would also depend on
+    # TensorFlow's global seed, so the same `seed` gave other faces after any set_random_seed.
+    images, labels = [], []
+    for batch_images, batch_labels in fer2013_dataset(data_path, usage=usage, batch_size=4096, shuffle=False):
+        images.append(batch_images.numpy())
+        labels.append(batch_labels.numpy())
+    images, labels = np.concatenate(images), np.concatenate(labels)
+    chosen = np.random.default_rng(seed).permutation(len(images))[:limit]
+    return images[chosen], labels[chosen]
 
 
 def run_data_path(model_path):
