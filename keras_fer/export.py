@@ -216,15 +216,11 @@ def read_faces(data_path, usage, limit, seed):
     """
     if data_path is None:
         return synthetic_faces(limit, seed=seed + (0 if usage == CALIBRATION_SPLIT else 1000))
-    from keras_fer.data import fer2013_dataset
+    from keras_fer.data import read_fer2013
 
     # The whole split in file order, then a NumPy draw: a tf.data shuffle would also depend on
     # TensorFlow's global seed, so the same `seed` gave other faces after any set_random_seed.
-    images, labels = [], []
-    for batch_images, batch_labels in fer2013_dataset(data_path, usage=usage, batch_size=4096, shuffle=False):
-        images.append(batch_images.numpy())
-        labels.append(batch_labels.numpy())
-    images, labels = np.concatenate(images), np.concatenate(labels)
+    images, labels = read_fer2013(data_path, usage=usage)
     chosen = np.random.default_rng(seed).permutation(len(images))[:limit]
     return images[chosen], labels[chosen]
 
