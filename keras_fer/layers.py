@@ -93,6 +93,12 @@ class BatchNormalization(layers.BatchNormalization):
     `configs/fer2013_cpu.yaml` training step is 1.5 times faster. Inference, other backends
     and other settings (masks, renorm, synchronized, another axis or rank) are Keras' own code.
 
+    Under a `tf.distribute` strategy with several replicas, each replica normalizes with its own
+    share of the batch, as in Keras, but the moving statistics are averaged over the replicas
+    at every update, so that every replica and worker holds the same model. (Keras 3 creates
+    them without an aggregation: two workers of `tools/multi_worker_check.py` ended with the
+    same trained weights and different moving statistics, each the average of its own shares.)
+
     Args and weights are those of `keras.layers.BatchNormalization`, so weights move freely
     between the two classes.
 
@@ -121,6 +127,12 @@ class BatchNormalization(layers.BatchNormalization):
             self.moving_variance * self.momentum + variance * (1.0 - self.momentum)
         )
         return ops.cast(outputs, self.compute_dtype)
+
+    def add_weight(self, *args, **kwargs):
+        # The only non-trainable weights are the moving statistics; see the class docstring.
+        if not kwargs.get("trainable", True):
+            kwargs.setdefault("aggregation", "mean")
+        return super().add_weight(*args, **kwargs)
 
     def _fused_applies(self, inputs, training, mask):
         return (

@@ -331,6 +331,45 @@ def is_chief():
     return task["type"] == "worker" and task["index"] == 0
 
 
+def adapt_to_multi_worker(model, element_spec):
+    """Lets `model.fit` and `model.evaluate` run under `MultiWorkerMirroredStrategy`.
+
+    Keras 3.15's TensorFlow trainer fails there in two places, with one worker per machine:
+    - before the first step it builds the metrics and optimizer from a first batch, reduced over
+      the workers with `strategy.reduce("MEAN", batch, axis=None)`, which refuses a tuple of
+      per-replica tensors ("Attempt to convert a value (PerReplica:{...})"). Here they are built
+      from the dataset's element spec instead, which needs no data;
+    - every step's logs are averaged over the workers with `strategy.reduce("MEAN", value,
+      axis=0)`, which needs an axis 0 that a scalar metric lacks. The steps here return each
+      log with shape (1,), and the average over the workers is a scalar again.
+
+    A one-worker cluster takes neither path, and its model is left as it is. Only this model
+    object changes: what it saves, and every other strategy, are untouched.
+
+    Args:
+        model: a compiled `keras.Model`, created in the strategy's scope.
+        element_spec: the training dataset's `element_spec`, the shapes and dtypes of a batch.
+    """
+    import tensorflow as tf
+
+    # Keras' own test for the multi-worker reduction (trainer._collective_all_reduce_multi_worker).
+    if not model.distribute_strategy.extended._in_multi_worker_mode():
+        return
+    def build_from_spec(iterator=None, data_batch=None):
+        with model.distribute_strategy.scope():
+            model._symbolic_build(data_batch=element_spec)
+
+    def with_batch_axis(step):
+        def step_with_batch_axis(data):
+            return {name: tf.reshape(value, (1,)) for name, value in step(data).items()}
+
+        return step_with_batch_axis
+
+    model._maybe_symbolic_build = build_from_spec
+    model.train_step = with_batch_axis(model.train_step)
+    model.test_step = with_batch_axis(model.test_step)
+
+
 def model_build_arguments(config, num_classes):
     """The `build_model` keyword arguments of `config.model`, without augmentation."""
     model = config.model
@@ -667,13 +706,16 @@ def train(config, output_dir, overwrite=False, dry_run=False, command=None):
     if dry_run:
         return dry_run_report(config, model, callbacks, sizes, replicas, steps_per_epoch)
 
+    inputs = fit_inputs(config, path)
+    if strategy is not None and config.runtime.strategy == "multi_worker":
+        adapt_to_multi_worker(model, inputs["x"].element_spec)
     history = model.fit(
         epochs=config.training.epochs,
         steps_per_epoch=config.training.steps_per_epoch,
         validation_steps=config.training.validation_steps,
         callbacks=callbacks,
         verbose=config.training.verbose,
-        **fit_inputs(config, path),
+        **inputs,
     )
     metrics = final_metrics(config, paths, path, sizes, class_names, history, replicas, version)
     metrics["wall_time_seconds"] = round(time.monotonic() - started, 1)

@@ -1,3 +1,8 @@
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import keras
@@ -172,3 +177,49 @@ def test_batch_normalization_trains_exactly_like_keras(policy):
         np.testing.assert_allclose(stat, keras_stat, rtol=1e-6)
     assert not np.allclose(stats[1], weights[3])  # the moving variance did move
     np.testing.assert_allclose(inference, keras_inference, atol=tolerance)
+
+
+TWO_REPLICAS_DRIVER = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from keras_fer.layers import BatchNormalization
+
+# Two halves from different distributions: each replica's own statistics differ a lot.
+rng = np.random.default_rng(0)
+faces = np.concatenate([rng.normal(0.0, 1.0, (4, 3, 3, 5)), rng.normal(4.0, 3.0, (4, 3, 3, 5))]).astype("float32")
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    layer = BatchNormalization(momentum=0.5)
+    layer.build(faces.shape)
+halves = next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices(faces).batch(8))))
+outputs = strategy.run(lambda x: layer(x, training=True), args=(halves,))
+# What Keras computes for each half alone.
+references = [keras.layers.BatchNormalization(momentum=0.5) for _ in range(2)]
+expected = [reference(faces[4 * i:4 * i + 4], training=True).numpy() for i, reference in enumerate(references)]
+json.dump({
+    "outputs": np.concatenate([o.numpy() for o in strategy.experimental_local_results(outputs)]).tolist(),
+    "expected": np.concatenate(expected).tolist(),
+    "moving": [[v.numpy().tolist() for v in strategy.experimental_local_results(w.value)]
+               for w in layer.non_trainable_weights],
+    "expected_moving": [np.mean([r.non_trainable_weights[i].numpy() for r in references], axis=0).tolist()
+                        for i in range(2)],
+}, sys.stdout)
+"""
+
+
+def test_batch_normalization_keeps_the_replicas_moving_statistics_equal():
+    # Each replica normalizes its own half, as Keras does, and both replicas must end with the
+    # same moving statistics, the mean of the halves' updates (Keras' own layer keeps each its own).
+    process = subprocess.run([sys.executable, "-c", TWO_REPLICAS_DRIVER], capture_output=True, text=True,
+                             timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert process.returncode == 0, process.stderr[-3000:]
+    result = json.loads(process.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(result["outputs"], result["expected"], atol=1e-4)
+    for replicas, expected in zip(result["moving"], result["expected_moving"]):
+        assert len(replicas) == 2
+        for replica in replicas:
+            np.testing.assert_allclose(replica, expected, rtol=1e-5)

@@ -4,17 +4,21 @@ Two `train.py` processes, each with a two-worker `TF_CONFIG` on loopback ports, 
 model on synthetic faces (the quickstart configuration made tiny, augmentation off so that runs
 can be compared). The script checks and reports:
 
-1. both workers end with the same weights (the chief's `last.keras` against worker 1's);
-2. the two-worker result agrees with one worker trained at the same global batch, within the
-   stated tolerance. They are not bit-identical: each worker's BatchNormalization normalizes
-   with the statistics of its own half of the batch, and the all-reduce sums in another order;
+1. both workers end with the same weights, moving statistics included (the chief's
+   `last.keras` against worker 1's);
+2. the two-worker run trains like one worker at the same global batch (the same faces in every
+   step, the same initial weights): every epoch's training loss within LOSS_TOLERANCE
+   (relative) of the one-worker run's, and the final validation accuracy within
+   ACCURACY_TOLERANCE. They do not compute the same function: each worker's BatchNormalization
+   normalizes its own half of the batch, as Keras does, and a small network's weights then
+   drift apart within a few dozen steps, so the weights' distance is reported, not checked;
 3. killing worker 1 in the middle of an epoch, then starting both again with the same command,
    resumes from the `BackupAndRestore` backup: the epochs done before the kill are not run
    again, and the run finishes with every epoch in history.csv once.
 
     python tools/multi_worker_check.py --report docs/results/multi_worker.json
 
-It takes about 3 minutes on 2 cores. Every worker's log is kept under --work-dir.
+It takes about 5 minutes on 2 cores. Every worker's log is kept under --work-dir.
 """
 
 import argparse
@@ -33,12 +37,13 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OVERRIDES = [
     "model.input_size=32", "model.width=4", "model.augmentation=null", "training.batch_size=32",
-    "training.optimizer.learning_rate=0.002", "training.verbose=2", "runtime.strategy=multi_worker",
+    "training.optimizer.name=sgd", "training.optimizer.learning_rate=0.01", "training.verbose=2", "runtime.strategy=multi_worker",
     "data.synthetic.train_per_class=160", "data.synthetic.validation_per_class=8",
     "data.synthetic.test_per_class=8",
 ]
-# Weights of the two-worker and the one-worker runs: relative L2 distance of all weights together.
-WEIGHT_TOLERANCE = 0.05
+# Two workers against one: relative difference of every epoch's training loss, and the absolute
+# difference of the final validation accuracy (56 faces: one standard error is about 0.06).
+LOSS_TOLERANCE = 0.1
 ACCURACY_TOLERANCE = 0.1
 
 
@@ -149,13 +154,17 @@ def main(argv=None):
     two_history, one_history = history(two), history(one)
     distance = relative_distance(alone, chief)
     accuracy_gap = abs(two_history[-1]["val_accuracy"] - one_history[-1]["val_accuracy"])
+    loss_gap = max(abs(pair["loss"] - single["loss"]) / single["loss"] for pair, single in zip(two_history, one_history))
     report["two_workers_vs_one_worker"] = {
-        "relative_weight_distance": round(distance, 5), "weight_tolerance": WEIGHT_TOLERANCE,
+        "relative_weight_distance": round(distance, 5),
+        "training_loss_by_epoch": {"two_workers": [row["loss"] for row in two_history],
+                                   "one_worker": [row["loss"] for row in one_history]},
+        "max_relative_loss_difference": round(loss_gap, 4), "loss_tolerance": LOSS_TOLERANCE,
         "final_val_accuracy": {"two_workers": two_history[-1]["val_accuracy"],
                                "one_worker": one_history[-1]["val_accuracy"]},
         "final_loss": {"two_workers": two_history[-1]["loss"], "one_worker": one_history[-1]["loss"]},
         "val_accuracy_tolerance": ACCURACY_TOLERANCE,
-        "agree": distance <= WEIGHT_TOLERANCE and accuracy_gap <= ACCURACY_TOLERANCE,
+        "agree": loss_gap <= LOSS_TOLERANCE and accuracy_gap <= ACCURACY_TOLERANCE,
     }
 
     # 3. Kill worker 1 during epoch 3 of 4, then restart both with the same command.
