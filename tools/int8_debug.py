@@ -9,6 +9,12 @@ RMSE / scale: the error in units of the tensor's quantization step (about 0.29 i
 rounding error alone; much more means the range or the rounding does not suit the tensor). It
 also gives the top-1 agreement of the int8 model with the float one on the same faces.
 
+Then it keeps one part of the network in float at a time ("float islands", the debugger's
+`denylisted_nodes`, chosen by the model's structured layer names: the masks, each stage's
+masks, the backbone blocks, each stage's blocks, the gates, the stem, the head) and measures the
+top-1 agreement of each such int8 model with the Keras model on PublicTest faces (by default
+all 3,589). A part whose island brings the agreement up is where int8 loses answers.
+
     python tools/int8_debug.py --model fer2013 --data ../shared/data/fer2013/fer2013_train_public.csv.gz \\
         --report docs/results/int8_debug_fer2013.json
 
@@ -20,6 +26,7 @@ import csv
 import io
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -31,6 +38,18 @@ import numpy as np  # noqa: E402
 
 # Rounding alone gives an error uniform over one step: RMSE / scale = 1 / sqrt(12).
 ROUNDING_ONLY = 1 / 12 ** 0.5
+# Float islands: a part of the network, by the regular expression its tensor names match.
+FLOAT_ISLANDS = {
+    "none (all int8)": None,
+    "ECA-U-Net masks": r"stage\d_mask_\d+/",
+    **{f"stage{i} masks": rf"stage{i}_mask_\d+/" for i in range(1, 5)},
+    "ECA inside the masks": r"_eca_\d+/",
+    "mask gates F*(1+W)": r"stage\d_mask_gate|stage\d_fused",
+    "backbone blocks": r"stage\d_block",
+    **{f"stage{i} blocks": rf"stage{i}_block" for i in range(1, 5)},
+    "stem": r"stem_",
+    "head (pool, dense, softmax)": r"avg_pool|predictions",
+}
 
 
 def layer_report(dump_text, top):
@@ -48,6 +67,29 @@ def layer_report(dump_text, top):
     ], len(rows)
 
 
+def float_island_agreements(debugger, tensor_names, model, faces):
+    """Top-1 agreement with `model` of the int8 model with each FLOAT_ISLANDS part kept in float."""
+    from keras_fer.classifiers import TFLiteClassifier
+
+    reference = model.predict(faces, batch_size=256, verbose=0).argmax(axis=1)
+    rows = []
+    with tempfile.TemporaryDirectory() as temporary:
+        for part, pattern in FLOAT_ISLANDS.items():
+            nodes = [name for name in tensor_names if pattern and re.search(pattern, name)]
+            if pattern and not nodes:
+                raise SystemExit(f"float island {part!r}: no tensor matches {pattern!r}; the layer names changed")
+            debugger._debug_options.denylisted_nodes = nodes
+            path = os.path.join(temporary, "island.tflite")
+            with open(path, "wb") as file:
+                file.write(debugger.get_nondebug_quantized_model())
+            agreement = float(np.mean(TFLiteClassifier(path).classify(faces).argmax(axis=1) == reference))
+            rows.append({"float_part": part, "float_tensors": len(nodes), "top1_agreement": round(agreement, 5),
+                         "differing_faces": int(round((1 - agreement) * len(faces)))})
+            print(f"{agreement:8.2%}  {part} ({len(nodes)} tensors in float)", flush=True)
+    debugger._debug_options.denylisted_nodes = None
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -57,6 +99,8 @@ def main(argv=None):
     parser.add_argument("--calibration-samples", type=int, default=500)
     parser.add_argument("--debug-samples", type=int, default=200)
     parser.add_argument("--top", type=int, default=20, help="tensors listed in the report")
+    parser.add_argument("--island-samples", type=int, default=3589,
+                        help="PublicTest faces for the float-island agreements (0: skip them)")
     args = parser.parse_args(argv)
 
     import tensorflow as tf
@@ -88,6 +132,12 @@ def main(argv=None):
         debugger.run()
         dump = io.StringIO()
         debugger.layer_statistics_dump(dump)
+        islands = []
+        if args.island_samples:
+            island_faces, _ = export.read_faces(args.data, "PublicTest", args.island_samples, seed=0)
+            names = [detail["name"] for detail in tf.lite.Interpreter(
+                model_content=debugger.calibrated_model).get_tensor_details()]
+            islands = float_island_agreements(debugger, names, model, island_faces)
     top, tensors = layer_report(dump.getvalue(), args.top)
     report = {
         "command": " ".join(["python", *sys.argv]),
@@ -98,6 +148,7 @@ def main(argv=None):
         "model_statistics": {name: float(np.mean(value)) for name, value in debugger.model_statistics.items()},
         "rmse_over_scale_of_rounding_alone": round(ROUNDING_ONLY, 3),
         "worst_tensors": top,
+        "float_islands": {"split": "PublicTest", "faces": args.island_samples, "agreements": islands},
         "seconds": round(time.monotonic() - started, 1),
     }
     files.write_text(args.report, json.dumps(report, indent=2) + "\n")
