@@ -355,6 +355,7 @@ def adapt_to_multi_worker(model, element_spec):
     # Keras' own test for the multi-worker reduction (trainer._collective_all_reduce_multi_worker).
     if not model.distribute_strategy.extended._in_multi_worker_mode():
         return
+
     def build_from_spec(iterator=None, data_batch=None):
         with model.distribute_strategy.scope():
             model._symbolic_build(data_batch=element_spec)

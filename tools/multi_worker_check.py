@@ -37,7 +37,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OVERRIDES = [
     "model.input_size=32", "model.width=4", "model.augmentation=null", "training.batch_size=32",
-    "training.optimizer.name=sgd", "training.optimizer.learning_rate=0.01", "training.verbose=2", "runtime.strategy=multi_worker",
+    "training.optimizer.name=sgd", "training.optimizer.learning_rate=0.01", "training.verbose=2",
+    "runtime.strategy=multi_worker",
     "data.synthetic.train_per_class=160", "data.synthetic.validation_per_class=8",
     "data.synthetic.test_per_class=8",
 ]
@@ -154,7 +155,8 @@ def main(argv=None):
     two_history, one_history = history(two), history(one)
     distance = relative_distance(alone, chief)
     accuracy_gap = abs(two_history[-1]["val_accuracy"] - one_history[-1]["val_accuracy"])
-    loss_gap = max(abs(pair["loss"] - single["loss"]) / single["loss"] for pair, single in zip(two_history, one_history))
+    loss_gap = max(abs(pair["loss"] - single["loss"]) / single["loss"]
+                   for pair, single in zip(two_history, one_history))
     report["two_workers_vs_one_worker"] = {
         "relative_weight_distance": round(distance, 5),
         "training_loss_by_epoch": {"two_workers": [row["loss"] for row in two_history],
