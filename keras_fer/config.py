@@ -93,6 +93,7 @@ class ModelConfig:
                       ("imagenet", "conv3x3", "conv3x3_s2"))
     width: int = field(64, "channels of the first stage (64 in ResNet34); every stage scales with it")
     mask_depths: typing.List[int] = field([4, 3, 2, 1], "U-Net mask depth after each of the 4 stages")
+    mask_width: float = field(1.0, "multiplier of the U-Net masks' channels (1: the paper's C*2^i at level i)")
     use_masks: bool = field(True, "the ECA-U-Net masks; false gives a plain ResNet34")
     use_eca: bool = field(True, "ECA in the mask encoders; false gives the Residual Masking Network")
     mask_activation: str = field("softmax", "mask output: softmax over channels or sigmoid", ("softmax", "sigmoid"))

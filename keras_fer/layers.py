@@ -217,11 +217,14 @@ class ECAUNetMask(layers.Layer):
     """U-Net mask branch of any depth with ECA after every encoder block.
 
     For an input with C channels and depth d:
-    - encoder: d basic blocks C*2^(i-1) -> C*2^i (i = 1..d), each followed by ECA, with a 2x2
-      max pool between consecutive blocks;
-    - decoder: for i = d-1 .. 1, transposed conv 2x2/2 (C*2^(i+1) -> C*2^i) + BN + ReLU,
-      concatenation with encoder block i, basic block C*2^(i+1) -> C*2^i;
-    - head: basic block 2C -> C, then softmax over channels (or sigmoid) at every pixel.
+    - encoder: d basic blocks of C_i = round(C * 2^i * width) channels (i = 1..d), each
+      followed by ECA, with a 2x2 max pool between consecutive blocks;
+    - decoder: for i = d-1 .. 1, transposed conv 2x2/2 (C_(i+1) -> C_i) + BN + ReLU,
+      concatenation with encoder block i, basic block 2 C_i -> C_i;
+    - head: basic block C_1 -> C, then softmax over channels (or sigmoid) at every pixel.
+
+    With the paper's `width` 1, C_i = C * 2^i. Every convolution of the mask has its cost
+    scale with `width` squared, except the head's first one.
 
     Shapes: (batch, H, W, C) -> (batch, H, W, C); H and W must be divisible by 2^(d-1).
 
@@ -231,12 +234,16 @@ class ECAUNetMask(layers.Layer):
             Network's plain U-Net. Defaults to True.
         activation: "softmax" (over channels, the paper) or "sigmoid". Defaults to "softmax".
         eca_gamma, eca_b: ECA's adaptive kernel-size constants. Default to 2 and 1.
+        width: float > 0, multiplier of the encoder's and decoder's channels. Defaults to 1
+            (the paper).
     """
 
-    def __init__(self, depth, use_eca=True, activation="softmax", eca_gamma=2, eca_b=1, **kwargs):
+    def __init__(self, depth, use_eca=True, activation="softmax", eca_gamma=2, eca_b=1, width=1.0, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(depth, int) or depth < 1:
             raise ValueError(f"`depth` must be an integer >= 1. Received: depth={depth}")
+        if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
+            raise ValueError(f"`width` must be a number > 0. Received: width={width!r}")
         if activation not in ("softmax", "sigmoid"):
             raise ValueError(
                 f'`activation` must be "softmax" or "sigmoid". Received: activation={activation!r}'
@@ -246,6 +253,11 @@ class ECAUNetMask(layers.Layer):
         self.activation = activation
         self.eca_gamma = eca_gamma
         self.eca_b = eca_b
+        self.width = width
+
+    def level_channels(self, channels, level):
+        """Channels of encoder (and decoder) level `level` (1..depth) for a C-channel input."""
+        return max(1, round(channels * 2**level * self.width))
 
     def build(self, input_shape):
         _, height, width, channels = input_shape
@@ -266,7 +278,7 @@ class ECAUNetMask(layers.Layer):
         for i in range(1, self.depth + 1):
             if i > 1:
                 shape = (shape[0], shape[1] and shape[1] // 2, shape[2] and shape[2] // 2, shape[3])
-            block = BasicBlock(channels * 2**i, dtype=policy, name=f"encoder{i}")
+            block = BasicBlock(self.level_channels(channels, i), dtype=policy, name=f"encoder{i}")
             block.build(shape)
             shape = tuple(block.compute_output_shape(shape))
             self.encoder_blocks.append(block)
@@ -280,7 +292,7 @@ class ECAUNetMask(layers.Layer):
         self.decoder_blocks = []
         for i in range(self.depth - 1, 0, -1):
             up = layers.Conv2DTranspose(
-                channels * 2**i, 2, strides=2, use_bias=False, dtype=policy, name=f"decoder{i}_up"
+                self.level_channels(channels, i), 2, strides=2, use_bias=False, dtype=policy, name=f"decoder{i}_up"
             )
             up.build(shape)
             shape = tuple(up.compute_output_shape(shape))
@@ -289,7 +301,7 @@ class ECAUNetMask(layers.Layer):
             )
             bn.build(shape)
             shape = shape[:3] + (shape[3] + skip_shapes[i - 1][3],)
-            block = BasicBlock(channels * 2**i, dtype=policy, name=f"decoder{i}")
+            block = BasicBlock(self.level_channels(channels, i), dtype=policy, name=f"decoder{i}")
             block.build(shape)
             shape = tuple(block.compute_output_shape(shape))
             self.decoder_ups.append(up)
@@ -330,6 +342,7 @@ class ECAUNetMask(layers.Layer):
                 "activation": self.activation,
                 "eca_gamma": self.eca_gamma,
                 "eca_b": self.eca_b,
+                "width": self.width,
             }
         )
         return config

@@ -95,6 +95,7 @@ def build_model(
     width=64,
     num_classes=7,
     mask_depths=(4, 3, 2, 1),
+    mask_width=1.0,
     use_masks=True,
     use_eca=True,
     mask_activation="softmax",
@@ -121,6 +122,8 @@ def build_model(
         width: int, channels of the first stage (64 in ResNet34); all channels scale with it.
         num_classes: int, size of the softmax head.
         mask_depths: four ints, U-Net depth after each stage (paper: 4, 3, 2, 1).
+        mask_width: float > 0, multiplier of every U-Net mask's channels: level i of the
+            mask after a C-channel stage has round(C * 2^i * mask_width) (paper: 1).
         use_masks: bool, False gives a plain ResNet34.
         use_eca: bool, ECA after every U-Net encoder block; False gives the Residual Masking
             Network's masks.
@@ -160,6 +163,8 @@ def build_model(
             f"`mask_depths` must be {len(STAGE_BLOCKS)} integers >= 1, one per stage. "
             f"Received: mask_depths={mask_depths}"
         )
+    if isinstance(mask_width, bool) or not isinstance(mask_width, (int, float)) or not mask_width > 0:
+        raise ValueError(f"`mask_width` must be a number > 0. Received: mask_width={mask_width!r}")
     if use_masks:
         for index, (side, depth) in enumerate(zip(stage_sizes(input_size, stem), mask_depths), start=1):
             if side % 2 ** (depth - 1):
@@ -198,7 +203,8 @@ def build_model(
 
     x = apply_stem(x, stem, width)
 
-    mask_options = dict(use_eca=use_eca, activation=mask_activation, eca_gamma=eca_gamma, eca_b=eca_b)
+    mask_options = dict(use_eca=use_eca, activation=mask_activation, eca_gamma=eca_gamma, eca_b=eca_b,
+                        width=mask_width)
     for index, (blocks, depth) in enumerate(zip(STAGE_BLOCKS, mask_depths)):
         x = apply_stage(
             x,
@@ -272,6 +278,8 @@ def main(argv=None):
                         help="imagenet (7x7/2 + max-pool, the paper's; default), conv3x3 or conv3x3_s2")
     parser.add_argument("--num-classes", type=int, default=7)
     parser.add_argument("--mask-depths", type=int, nargs=4, default=(4, 3, 2, 1), metavar="D")
+    parser.add_argument("--mask-width", type=float, default=1.0,
+                        help="multiplier of the U-Net masks' channels (default 1, the paper)")
     parser.add_argument("--no-masks", action="store_true", help="plain ResNet34")
     parser.add_argument("--no-eca", action="store_true", help="masks without ECA (Residual Masking Network)")
     parser.add_argument("--summary", action="store_true", help="print the layer-by-layer summary")
@@ -283,6 +291,7 @@ def main(argv=None):
         width=args.width,
         num_classes=args.num_classes,
         mask_depths=args.mask_depths,
+        mask_width=args.mask_width,
         use_masks=not args.no_masks,
         use_eca=not args.no_eca,
         stem=args.stem,

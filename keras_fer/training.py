@@ -379,6 +379,7 @@ def model_build_arguments(config, num_classes):
         width=model.width,
         num_classes=num_classes,
         mask_depths=list(model.mask_depths),
+        mask_width=model.mask_width,
         use_masks=model.use_masks,
         use_eca=model.use_eca,
         mask_activation=model.mask_activation,

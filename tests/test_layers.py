@@ -96,9 +96,25 @@ def test_mask_rejects_sizes_the_depth_cannot_pool(depth, size):
         mask.build((None, size, size, 8))
 
 
+@pytest.mark.parametrize("width, channels", [(1.0, [16, 32, 64]), (0.5, [8, 16, 32]), (0.25, [4, 8, 16])])
+def test_mask_width_scales_every_level_but_keeps_the_output(width, channels):
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 8)).astype("float32")
+    mask = ECAUNetMask(3, width=width)
+    out = keras.ops.convert_to_numpy(mask(x))
+    assert out.shape == x.shape
+    np.testing.assert_allclose(out.sum(axis=-1), 1.0, rtol=1e-5)
+    assert [block.filters for block in mask.encoder_blocks] == channels
+    assert [block.filters for block in mask.decoder_blocks] == channels[1::-1]
+    assert [up.filters for up in mask.decoder_ups] == channels[1::-1]
+    assert mask.head.filters == 8
+    assert ECAUNetMask.from_config(mask.get_config()).width == width
+
+
 def test_mask_rejects_bad_arguments_quoting_them():
     with pytest.raises(ValueError, match="depth=0"):
         ECAUNetMask(0)
+    with pytest.raises(ValueError, match="width=0"):
+        ECAUNetMask(2, width=0)
     with pytest.raises(ValueError, match="activation='relu'"):
         ECAUNetMask(2, activation="relu")
 

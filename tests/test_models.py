@@ -103,6 +103,7 @@ def test_input_size_the_masks_cannot_pool_is_refused_at_build():
     [
         (dict(width=0), "width=0"),
         (dict(mask_depths=(4, 3, 2)), "mask_depths=(4, 3, 2)"),
+        (dict(mask_width=-0.5), "mask_width=-0.5"),
         (dict(image_shape=(48, 48, 2)), "image_shape=(48, 48, 2)"),
         (dict(augmentation={"blur": 1}), "blur"),
         (dict(dropout=1.5), "dropout=1.5"),
