@@ -89,6 +89,30 @@ def test_ablation_ignores_runs_that_differ_in_more_than_the_masks(tmp_path):
     assert "Ablation of full: no plain-ResNet34 run of the same configuration yet." in block
 
 
+def test_mask_width_is_named_and_a_plain_run_matches_whatever_the_mask_keys_say(tmp_path):
+    write_run(tmp_path, "narrow", 0.67, ["model.mask_width=0.5"])
+    write_run(tmp_path, "narrow_no_eca", 0.66, ["model.mask_width=0.5", "model.use_eca=false"])
+    write_run(tmp_path, "plain", 0.65, ["model.use_masks=false"])  # the default mask width, unused
+    write_run(tmp_path, "wide_no_eca", 0.64, ["model.use_eca=false"])  # another mask width: not narrow's
+    block = results_table.markdown_table(results_table.load_runs(tmp_path))
+    rows = table_rows(block)
+    assert rows["[narrow](results/narrow/)"][0] == "ResNet34 + ECA-U-Net masks (mask width 0.5)"
+    assert rows["[narrow_no_eca](results/narrow_no_eca/)"][0] == "masks without ECA (mask width 0.5)"
+    assert rows["[plain](results/plain/)"][0] == "plain ResNet34 (no masks)"
+    assert "Ablation of narrow against plain and narrow_no_eca (same" in block
+    assert "+2.0 points over a plain ResNet34" in block and "+1.0 points over masks without it" in block
+
+
+def test_runs_from_before_the_mask_width_option_read_as_the_papers_masks(tmp_path):
+    directory = write_run(tmp_path, "old", 0.65)
+    config_path = directory / "config.yaml"
+    config_path.write_text(config_path.read_text().replace("  mask_width: 1.0\n", ""))
+    assert "mask_width" not in config_path.read_text()
+    (run,) = results_table.load_runs(tmp_path)
+    assert run["mask_width"] == 1.0 and table_rows(results_table.markdown_table([run]))["[old](results/old/)"][0] \
+        == "ResNet34 + ECA-U-Net masks"
+
+
 def test_readme_is_rewritten_between_the_markers_only(ablation, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"# Title\n\n{results_table.START_MARKER}\nold table\n{results_table.END_MARKER}\n\nAfter.\n")

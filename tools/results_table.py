@@ -38,7 +38,8 @@ VARIANT_NAMES = {
     "no_eca": "masks without ECA",
     "no_masks": "plain ResNet34 (no masks)",
 }
-ABLATION_KEYS = ("use_masks", "use_eca")
+# The model keys that only shape the masks: a plain ResNet34 is the same network whatever they say.
+MASK_KEYS = ("use_masks", "use_eca", "mask_depths", "mask_width", "mask_activation", "eca_gamma", "eca_b")
 
 
 class ResultsError(ValueError):
@@ -58,6 +59,8 @@ def load_run(directory):
     directory = Path(directory)
     try:
         config = yaml.safe_load((directory / "config.yaml").read_text())
+        # Runs from before the mask width option used the paper's masks.
+        config["model"].setdefault("mask_width", 1.0)
         metrics = json.loads((directory / "metrics.json").read_text())
         validation = metrics["validation"]
         return {
@@ -68,6 +71,7 @@ def load_run(directory):
             # Runs from before the stem option used the paper's stem.
             "stem": config["model"].get("stem", "imagenet"),
             "width": config["model"]["width"],
+            "mask_width": config["model"]["mask_width"],
             "validation_split": validation["split"],
             "validation_accuracy": validation["accuracy"],
             "validation_macro_f1": validation["macro_f1"],
@@ -93,18 +97,34 @@ def load_runs(results_dir):
     return [load_run(directory) for directory in directories]
 
 
-def ablation_sentence(runs):
-    """What the ablation shows: one sentence per group of runs equal except for the mask switches."""
-    groups = {}
+def config_without(run, keys):
+    """The run's configuration without the model keys `keys`, as comparable text."""
+    model = {key: value for key, value in run["config"]["model"].items() if key not in keys}
+    return json.dumps({**run["config"], "model": model}, sort_keys=True)
+
+
+def ablation_group(full, runs):
+    """`full` and the runs that differ from it in the mask switch alone: {"full", "no_masks", "no_eca"}.
+
+    A plain ResNet34 matches whatever the mask-only keys say; masks without ECA match in every key
+    but `use_eca`.
+    """
+    group = {"full": full}
     for run in runs:
-        model = {key: value for key, value in run["config"]["model"].items() if key not in ABLATION_KEYS}
-        key = json.dumps({**run["config"], "model": model}, sort_keys=True)
-        groups.setdefault(key, {})[run["variant"]] = run
+        if run["variant"] == "no_masks" and config_without(run, MASK_KEYS) == config_without(full, MASK_KEYS):
+            group.setdefault("no_masks", run)
+        if run["variant"] == "no_eca" and config_without(run, ("use_eca",)) == config_without(full, ("use_eca",)):
+            group.setdefault("no_eca", run)
+    return group
+
+
+def ablation_sentence(runs):
+    """What the ablation shows: one sentence per full-model run, against the runs equal to it but for the masks."""
     sentences = []
-    for group in groups.values():
-        if "full" not in group:
+    for full in runs:
+        if full["variant"] != "full":
             continue
-        full = group["full"]
+        group = ablation_group(full, runs)
         if "no_masks" not in group:
             sentences.append(f"Ablation of {full['name']}: no plain-ResNet34 run of the same configuration yet.")
             continue
@@ -163,6 +183,14 @@ def format_minutes(seconds):
     return f"{seconds / 60:.0f} min"
 
 
+def model_name(run):
+    """The variant's name, with the masks' width where it is not the paper's."""
+    name = VARIANT_NAMES[run["variant"]]
+    if run["variant"] != "no_masks" and run["mask_width"] != 1:
+        name += f" (mask width {run['mask_width']:g})"
+    return name
+
+
 def markdown_table(runs):
     """The Markdown block, markers included."""
     header = ["run", "model", "input, stem, width", "epochs (best)", "validation accuracy", "validation macro F1",
@@ -171,7 +199,7 @@ def markdown_table(runs):
     for run in runs:
         figure, source = PAPER_FIGURES[run["variant"]]
         rows.append([
-            f"[{run['name']}](results/{run['name']}/)", VARIANT_NAMES[run["variant"]],
+            f"[{run['name']}](results/{run['name']}/)", model_name(run),
             f"{run['input_size']}, {run['stem']}, {run['width']}", f"{run['epochs_run']} ({run['best_epoch']})",
             f"{100 * run['validation_accuracy']:.2f}% ({run['validation_split']})",
             f"{run['validation_macro_f1']:.3f}", f"{figure}% ({source})" if figure else "—",
