@@ -3,7 +3,7 @@
 The time axis is the cumulative `train_seconds` of the epochs (training batches only, as
 `keras_fer.training.EpochThroughput` logs it; validation and checkpointing add 10-20 s an
 epoch), so that runs made on different days compare by the work they did. Each curve is
-labelled with the run name and its configuration's input size, stem and width.
+labelled with the run name and its configuration's input size, stem, width and mask switches.
 
     python tools/accuracy_curves.py --output docs/accuracy_vs_time.png
 """
@@ -40,8 +40,11 @@ def plot(results_dir, output):
     axes = figure.add_subplot()
     for directory in directories:
         model = yaml.safe_load((directory / "config.yaml").read_text())["model"]
+        # Runs from before the mask width option used the paper's masks (width 1).
+        mask_width = model.get("mask_width", 1.0)
         label = (f"{directory.name} ({model['input_size']} px, {model.get('stem', 'imagenet')} stem, width "
                  f"{model['width']}{'' if model['use_masks'] else ', no masks'}"
+                 f"{'' if mask_width == 1 or not model['use_masks'] else f', mask width {mask_width:g}'}"
                  f"{'' if model['use_eca'] or not model['use_masks'] else ', no ECA'})")
         minutes, accuracy = read_curve(directory)
         axes.plot(minutes, accuracy, marker="o", markersize=3, label=label)
