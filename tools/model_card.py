@@ -37,8 +37,10 @@ def card_block(preset="fer2013"):
         *table(["item", "value"], [
             ["preset", f"`keras_fer.pretrained.load({preset!r})` ({path.stat().st_size / 2**20:.1f} MiB, float16 "
                        f"weights, sha256 `{pretrained.PRESETS[preset]['sha256'][:16]}…`)"],
-            ["network", f"ResNet34 + ECA-U-Net masks (depths {', '.join(map(str, build['mask_depths']))}), input "
-                        f"{build['input_size']}, stem `{build['stem']}`, width {build['width']}"],
+            # Files shipped before the mask width option have the paper's masks (width 1).
+            ["network", f"ResNet34 + ECA-U-Net masks (depths {', '.join(map(str, build['mask_depths']))}, "
+                        f"mask width {build.get('mask_width', 1.0):g}), input {build['input_size']}, stem "
+                        f"`{build['stem']}`, width {build['width']}"],
             ["training run", f"`results/{provenance['run']}/`, commit `{provenance['commit'][:7]}`, seed "
                              f"{provenance['seed']}"],
             ["command", f"`{provenance['command']}`"],
