@@ -362,6 +362,38 @@ class GrayscaleToRGB(layers.Layer):
         return tuple(input_shape[:-1]) + (3,)
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MirrorViews(layers.Layer):
+    """Appends each image's mirror image to the batch: the views that `AverageViews` averages.
+
+    Shapes: (batch, H, W, C) -> (2 * batch, H, W, C), the images first, then their mirrors in
+    the same order.
+    """
+
+    def call(self, inputs):
+        return ops.concatenate([inputs, ops.flip(inputs, axis=2)], axis=0)
+
+    def compute_output_shape(self, input_shape):
+        batch = input_shape[0]
+        return (None if batch is None else 2 * batch,) + tuple(input_shape[1:])
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AverageViews(layers.Layer):
+    """The mean of the two halves of a batch that `MirrorViews` doubled.
+
+    Shapes: (2 * batch, ...) -> (batch, ...).
+    """
+
+    def call(self, inputs):
+        half = ops.shape(inputs)[0] // 2
+        return (inputs[:half] + inputs[half:]) / 2
+
+    def compute_output_shape(self, input_shape):
+        batch = input_shape[0]
+        return (None if batch is None else batch // 2,) + tuple(input_shape[1:])
+
+
 def mirror_into_range(coordinate, size):
     """Folds coordinates into [0, size - 1] by mirroring about the edge pixels."""
     period = 2.0 * (size - 1)

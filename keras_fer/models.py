@@ -15,11 +15,13 @@ from keras import layers
 from keras_fer.layers import (
     BN_EPSILON,
     BN_MOMENTUM,
+    AverageViews,
     BasicBlock,
     BatchNormalization,
     ECAUNetMask,
     FaceAugmentation,
     GrayscaleToRGB,
+    MirrorViews,
     ResizeImages,
 )
 
@@ -106,6 +108,7 @@ def build_model(
     eca_gamma=2,
     eca_b=1,
     stem="imagenet",
+    flip_average=False,
     name="keras_fer",
 ):
     """Builds the ResNet34 + ECA-U-Net mask network as one functional Keras model.
@@ -138,6 +141,10 @@ def build_model(
         stem: str, "imagenet" (7x7 stride-2 convolution and 3x3 stride-2 max-pool, the
             paper's), "conv3x3" (3x3 stride-1 convolution: the first stage at the input's
             resolution) or "conv3x3_s2" (3x3 stride 2: half of it). See `STEM_STRIDES`.
+        flip_average: bool, whether the network classifies each face and its mirror image and
+            averages the two probability vectors (flip test-time augmentation inside the
+            graph, so that every format it is exported to has it). It doubles the cost of a
+            face. The shipped preset uses it; training does not need it.
         name: str, model name.
 
     Example:
@@ -174,6 +181,8 @@ def build_model(
                     f"(it must be divisible by {2 ** (depth - 1)}). Received: input_size={input_size}, "
                     f"stem={stem!r}, mask_depths={mask_depths}"
                 )
+    if not isinstance(flip_average, bool):
+        raise ValueError(f"`flip_average` must be True or False. Received: flip_average={flip_average!r}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
     image_shape = tuple(image_shape)
@@ -200,6 +209,8 @@ def build_model(
     else:
         inputs = keras.Input((input_size, input_size, 3), name="images")
         x = inputs
+    if flip_average:
+        x = MirrorViews(name="mirror_views")(x)
 
     x = apply_stem(x, stem, width)
 
@@ -221,6 +232,8 @@ def build_model(
         x = layers.Dropout(dropout, name="head_dropout")(x)
     # float32 probabilities also under a mixed-precision policy.
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    if flip_average:
+        outputs = AverageViews(dtype="float32", name="average_views")(outputs)
     return keras.Model(inputs, outputs, name=name)
 
 

@@ -12,7 +12,9 @@ from keras_fer.layers import (
     BasicBlock,
     BatchNormalization,
     ECAUNetMask,
+    AverageViews,
     FaceAugmentation,
+    MirrorViews,
     ResizeImages,
     bilinear_sample,
     eca_kernel_size,
@@ -151,10 +153,21 @@ def test_face_augmentation_is_random_in_training_only():
     assert not np.allclose(first, x) and not np.allclose(first, second)
 
 
+def test_mirror_views_appends_mirror_images_and_average_views_folds_them_back():
+    images = np.arange(2 * 3 * 4 * 1, dtype="float32").reshape(2, 3, 4, 1)
+    views = keras.ops.convert_to_numpy(MirrorViews()(images))
+    np.testing.assert_array_equal(views, np.concatenate([images, images[:, :, ::-1]]))
+    probabilities = np.array([[0.2, 0.8], [0.6, 0.4], [0.4, 0.6], [1.0, 0.0]], "float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(AverageViews()(probabilities)), [[0.3, 0.7], [0.8, 0.2]])
+    assert MirrorViews().compute_output_shape((None, 3, 4, 1)) == (None, 3, 4, 1)
+    assert AverageViews().compute_output_shape((8, 7)) == (4, 7)
+
+
 @pytest.mark.parametrize(
     "layer",
     [ECA(gamma=3, b=2), BatchNormalization(momentum=0.8), BasicBlock(8, stride=2), ECAUNetMask(2, use_eca=False, activation="sigmoid"),
-     FaceAugmentation(flip=False, shift=0.05, rotation_degrees=5.0, zoom=0.0, seed=1), ResizeImages(32)],
+     FaceAugmentation(flip=False, shift=0.05, rotation_degrees=5.0, zoom=0.0, seed=1), ResizeImages(32),
+     MirrorViews(), AverageViews()],
     ids=lambda layer: type(layer).__name__,
 )
 def test_layers_serialize_by_registration(layer):

@@ -107,6 +107,7 @@ def test_input_size_the_masks_cannot_pool_is_refused_at_build():
         (dict(image_shape=(48, 48, 2)), "image_shape=(48, 48, 2)"),
         (dict(augmentation={"blur": 1}), "blur"),
         (dict(dropout=1.5), "dropout=1.5"),
+        (dict(flip_average=1), "flip_average=1"),
     ],
 )
 def test_bad_arguments_are_refused_quoting_the_value(kwargs, quoted):
@@ -127,6 +128,24 @@ def test_augmentation_changes_training_output_only():
     np.testing.assert_allclose(plain_training, keras.ops.convert_to_numpy(plain(FACES, training=True)), atol=1e-6)
     augmented = keras.ops.convert_to_numpy(model(FACES, training=True))
     assert np.abs(augmented - plain_training).max() > 1e-4
+
+
+def test_flip_average_gives_the_mean_of_a_face_and_its_mirror_image(tmp_path):
+    single = small_model(augmentation=None)
+    single(FACES, training=True)  # moves BN statistics off their defaults
+    averaged = small_model(augmentation=None, flip_average=True)
+    assert [w.path for w in averaged.weights] == [w.path for w in single.weights]
+    averaged.set_weights(single.get_weights())
+    mirrored = FACES[:, :, ::-1]
+    probabilities = keras.ops.convert_to_numpy(averaged(FACES))
+    expected = (keras.ops.convert_to_numpy(single(FACES)) + keras.ops.convert_to_numpy(single(mirrored))) / 2
+    np.testing.assert_allclose(probabilities, expected, atol=1e-6)
+    # Unlike the single view's, its answer cannot change when the face is mirrored.
+    assert np.abs(keras.ops.convert_to_numpy(single(mirrored)) - keras.ops.convert_to_numpy(single(FACES))).max() > 1e-4
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(averaged(mirrored)), probabilities, atol=1e-6)
+    averaged.save(tmp_path / "model.keras")
+    restored = keras.saving.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(restored(FACES)), probabilities, atol=1e-6)
 
 
 def test_every_layer_allows_xla_compilation():

@@ -129,7 +129,7 @@ def test_missing_file_and_missing_markers_are_clear_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         results_table.main(["--results", str(tmp_path)])
     (directory / "config.yaml").rmdir()
-    with pytest.raises(results_table.ResultsError, match="config.yaml is missing"):
+    with pytest.raises(results_table.ResultsError, match="config.yaml: configuration file not found"):
         results_table.load_runs(tmp_path)
     with pytest.raises(results_table.ResultsError, match="no <!-- results:start -->"):
         results_table.replace_between_markers("no markers here", "table")

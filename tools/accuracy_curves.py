@@ -13,7 +13,7 @@ import csv
 import sys
 from pathlib import Path
 
-import yaml
+from keras_fer import config as config_lib
 
 
 def read_curve(directory):
@@ -39,13 +39,12 @@ def plot(results_dir, output):
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     for directory in directories:
-        model = yaml.safe_load((directory / "config.yaml").read_text())["model"]
-        # Runs from before the mask width option used the paper's masks (width 1).
-        mask_width = model.get("mask_width", 1.0)
-        label = (f"{directory.name} ({model['input_size']} px, {model.get('stem', 'imagenet')} stem, width "
-                 f"{model['width']}{'' if model['use_masks'] else ', no masks'}"
-                 f"{'' if mask_width == 1 or not model['use_masks'] else f', mask width {mask_width:g}'}"
-                 f"{'' if model['use_eca'] or not model['use_masks'] else ', no ECA'})")
+        # Through the schema: an option newer than the run reads as its default, the paper's value.
+        model = config_lib.load_config(directory / "config.yaml").model
+        label = (f"{directory.name} ({model.input_size} px, {model.stem} stem, width "
+                 f"{model.width}{'' if model.use_masks else ', no masks'}"
+                 f"{'' if model.mask_width == 1 or not model.use_masks else f', mask width {model.mask_width:g}'}"
+                 f"{'' if model.use_eca or not model.use_masks else ', no ECA'})")
         minutes, accuracy = read_curve(directory)
         axes.plot(minutes, accuracy, marker="o", markersize=3, label=label)
     axes.set_xlabel("training time, minutes (sum of the epochs' train_seconds)")

@@ -10,12 +10,14 @@ recall, confusion matrix). The block sits between two marker comments:
 """
 
 import argparse
+import inspect
 import sys
 from pathlib import Path
 
 from results_table import ResultsError, replace_between_markers, table
 
 from keras_fer import pretrained
+from keras_fer.models import build_model
 
 START_MARKER = "<!-- model-card:start -->"
 END_MARKER = "<!-- model-card:end -->"
@@ -24,7 +26,9 @@ END_MARKER = "<!-- model-card:end -->"
 def card_block(preset="fer2013"):
     """The Markdown block for `preset`, markers included."""
     record = pretrained.metadata(preset)
-    provenance, build = record["provenance"], record["build"]
+    # A file shipped before an option existed was built with the option's default.
+    defaults = {name: parameter.default for name, parameter in inspect.signature(build_model).parameters.items()}
+    provenance, build = record["provenance"], {**defaults, **record["build"]}
     shipped = provenance["shipped_validation"]
     run_validation = provenance["run_validation"]
     names = record["class_names"]
@@ -37,10 +41,11 @@ def card_block(preset="fer2013"):
         *table(["item", "value"], [
             ["preset", f"`keras_fer.pretrained.load({preset!r})` ({path.stat().st_size / 2**20:.1f} MiB, float16 "
                        f"weights, sha256 `{pretrained.PRESETS[preset]['sha256'][:16]}…`)"],
-            # Files shipped before the mask width option have the paper's masks (width 1).
             ["network", f"ResNet34 + ECA-U-Net masks (depths {', '.join(map(str, build['mask_depths']))}, "
-                        f"mask width {build.get('mask_width', 1.0):g}), input {build['input_size']}, stem "
-                        f"`{build['stem']}`, width {build['width']}"],
+                        f"mask width {build['mask_width']:g}), input {build['input_size']}, stem "
+                        f"`{build['stem']}`, width {build['width']}"
+                        + ("; each face's probabilities averaged with its mirror image's"
+                           if build["flip_average"] else "")],
             ["training run", f"`results/{provenance['run']}/`, commit `{provenance['commit'][:7]}`, seed "
                              f"{provenance['seed']}"],
             ["command", f"`{provenance['command']}`"],
@@ -49,8 +54,9 @@ def card_block(preset="fer2013"):
             ["wall time", f"{minutes:.0f} min (training and the final evaluation)"],
             [f"{shipped['split']} accuracy", f"**{100 * shipped['accuracy']:.2f}%** on {shipped['num_images']:,} "
                                              f"faces (macro F1 {shipped['macro_f1']:.3f})"],
-            ["the run's own figure", f"{100 * run_validation['accuracy']:.2f}% (float32 weights, bfloat16 "
-                                     "computation, as trained)"],
+            ["the run's own figure", f"{100 * run_validation['accuracy']:.2f}% ("
+                                     + ("each face alone, " if build["flip_average"] else "")
+                                     + "float32 weights, bfloat16 computation, as trained)"],
         ]),
         "",
         f"Per class on {shipped['split']}:",

@@ -20,7 +20,7 @@ import math
 import sys
 from pathlib import Path
 
-import yaml
+from keras_fer import config as config_lib
 
 START_MARKER = "<!-- results:start -->"
 END_MARKER = "<!-- results:end -->"
@@ -58,9 +58,8 @@ def load_run(directory):
     """The figures of one run directory as a dict; ResultsError names a missing file or key."""
     directory = Path(directory)
     try:
-        config = yaml.safe_load((directory / "config.yaml").read_text())
-        # Runs from before the mask width option used the paper's masks.
-        config["model"].setdefault("mask_width", 1.0)
+        # Through the schema: an option newer than the run reads as its default, the paper's value.
+        config = config_lib.load_config(directory / "config.yaml").to_dict()
         metrics = json.loads((directory / "metrics.json").read_text())
         validation = metrics["validation"]
         return {
@@ -68,8 +67,7 @@ def load_run(directory):
             "config": config,
             "variant": variant(config),
             "input_size": config["model"]["input_size"],
-            # Runs from before the stem option used the paper's stem.
-            "stem": config["model"].get("stem", "imagenet"),
+            "stem": config["model"]["stem"],
             "width": config["model"]["width"],
             "mask_width": config["model"]["mask_width"],
             "validation_split": validation["split"],
@@ -85,6 +83,8 @@ def load_run(directory):
             "code_version": metrics["code_version"],
             "seed": metrics["seed"],
         }
+    except config_lib.ConfigError as error:
+        raise ResultsError(f"{directory}: {error}") from None
     except FileNotFoundError as error:
         raise ResultsError(f"{directory}: {Path(error.filename).name} is missing") from None
     except KeyError as error:

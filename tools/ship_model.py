@@ -32,6 +32,9 @@ def parse_args(argv=None):
     parser.add_argument("run", help="a finished run directory (best.keras, config.yaml, metrics.json)")
     parser.add_argument("--preset", default="fer2013", choices=pretrained.available(), help="preset to write")
     parser.add_argument("--output", help="file to write (default: the preset's file in keras_fer/presets/)")
+    parser.add_argument("--flip-average", action="store_true",
+                        help="ship the network that averages each face's probabilities with its mirror image's "
+                             "(build_model's flip_average: twice the cost of a face, in every export format)")
     return parser.parse_args(argv)
 
 
@@ -59,6 +62,8 @@ def main(argv=None):
                            "macro_f1": validation["macro_f1"]},
     }
     build = model_build_arguments(config, len(class_names))
+    if args.flip_average:
+        build["flip_average"] = True
     weights = pretrained.float16_weights(model, build)
     # The shipped network (float16 weights, float32 computation) measured as a user will load it.
     shipped = pretrained.build_with_weights(build, weights, class_names)
@@ -67,7 +72,8 @@ def main(argv=None):
                                        class_names=class_names)
     provenance["shipped_validation"] = {key: report[key] for key in (
         "split", "num_images", "accuracy", "macro_f1", "per_class", "confusion_matrix")}
-    print(f"Shipped weights on {validation['split']}: accuracy {report['accuracy']:.4f} "
+    views = ", each face averaged with its mirror image" if args.flip_average else ""
+    print(f"Shipped weights on {validation['split']}: accuracy {report['accuracy']:.4f}{views} "
           f"(the run's best.keras: {validation['accuracy']:.4f})")
     output = Path(args.output) if args.output else pretrained.preset_path(args.preset)
     output.parent.mkdir(parents=True, exist_ok=True)
