@@ -368,6 +368,11 @@ class MirrorViews(layers.Layer):
 
     Shapes: (batch, H, W, C) -> (2 * batch, H, W, C), the images first, then their mirrors in
     the same order.
+
+    Example:
+    >>> import numpy as np
+    >>> keras.ops.convert_to_numpy(MirrorViews()(np.array([[[[1.0], [2.0]]]])))[:, 0, :, 0].tolist()
+    [[1.0, 2.0], [2.0, 1.0]]
     """
 
     def call(self, inputs):
@@ -383,6 +388,11 @@ class AverageViews(layers.Layer):
     """The mean of the two halves of a batch that `MirrorViews` doubled.
 
     Shapes: (2 * batch, ...) -> (batch, ...).
+
+    Example:
+    >>> import numpy as np
+    >>> keras.ops.convert_to_numpy(AverageViews()(np.array([[0.25, 0.75], [0.75, 0.25]]))).tolist()
+    [[0.5, 0.5]]
     """
 
     def call(self, inputs):
