@@ -125,17 +125,22 @@ def ablation_sentence(runs):
         if full["variant"] != "full":
             continue
         group = ablation_group(full, runs)
-        if "no_masks" not in group:
-            sentences.append(f"Ablation of {full['name']}: no plain-ResNet34 run of the same configuration yet.")
+        effects = []
+        if "no_masks" in group:
+            effects.append(f"the ECA-U-Net masks change accuracy by {points(full, group['no_masks'])} points over "
+                           "a plain ResNet34")
+        if "no_eca" in group:
+            effects.append(f"ECA inside the masks {'' if effects else 'changes accuracy '}by "
+                           f"{points(full, group['no_eca'])} points over masks without it")
+        if not effects:
+            sentences.append(f"Ablation of {full['name']}: no plain-ResNet34 or no-ECA run of the same configuration "
+                             "yet.")
             continue
         split = full["validation_split"]
         compared = " and ".join(group[name]["name"] for name in ("no_masks", "no_eca") if name in group)
-        sentence = (
-            f"Ablation of {full['name']} against {compared} (same configuration and budget, {split} accuracy): "
-            f"the ECA-U-Net masks change accuracy by {points(full, group['no_masks'])} points over a plain ResNet34"
-        )
-        if "no_eca" in group:
-            sentence += f", and ECA inside the masks by {points(full, group['no_eca'])} points over masks without it"
+        missing = "" if "no_masks" in group else "; no plain-ResNet34 run of the same configuration yet"
+        sentence = (f"Ablation of {full['name']} against {compared} (same configuration and budget, {split} "
+                    f"accuracy{missing}): " + ", and ".join(effects))
         error = 100 * standard_error(full)
         sentences.append(
             sentence + f". Each run is one seed; one standard error of an accuracy on {full['validation_images']:,} "
