@@ -9,10 +9,10 @@ import keras
 
 from keras_fer.layers import (
     ECA,
+    AverageViews,
     BasicBlock,
     BatchNormalization,
     ECAUNetMask,
-    AverageViews,
     FaceAugmentation,
     MirrorViews,
     ResizeImages,

@@ -1,6 +1,7 @@
 """Turns a training run's best model into the preset file shipped in the package.
 
     python tools/ship_model.py runs/fer2013_cpu                  # writes keras_fer/presets/fer2013.npz
+    python tools/ship_model.py runs/fer2013_cpu --flip-average   # the same network averaging each face and its mirror
 
 Reads the run's `best.keras`, `config.yaml`, `command.txt` and `metrics.json`, and writes
 the inference network's weights as float16, with the network's build arguments, the class
