@@ -7,7 +7,8 @@
   `tf.lite.TFLiteConverter.from_saved_model` (the converter TensorFlow recommends), written
   to `DIR/tflite/<model name>_<variant>.tflite`: float32, float16 (float16 weights),
   dynamic (int8 weights, float activations), int8 (full integer, calibrated on faces
-  read through the data pipeline; uint8 pixels in, uint8 probabilities out) and int16x8 (int8
+  read through the data pipeline, each activation's range the one with the least quantization
+  error, see `keras_fer.quantization`; uint8 pixels in, uint8 probabilities out) and int16x8 (int8
   weights, int16 activations, calibrated the same way: integer arithmetic that holds where
   int8's rounding adds up, see docs/deploy.md). Every variant
   takes uint8 pixels and returns probabilities, class index and class name; the class
@@ -42,6 +43,7 @@ from keras_fer.classifiers import (
 from keras_fer import files
 from keras_fer.data import USAGES, synthetic_faces
 from keras_fer.models import as_float32
+from keras_fer.quantization import convert_int8
 from keras_fer.serving import (
     DEFAULT_MODEL_NAME,
     ENCODED_INPUT,
@@ -182,7 +184,8 @@ def convert_tflite(saved_model_dir, quantization, class_names, calibration_faces
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS,
         ]
-    return add_tflite_metadata(converter.convert(), CLASS_NAMES_METADATA, json.dumps(list(class_names)).encode())
+    flatbuffer = convert_int8(converter, calibration_faces) if quantization == "int8" else converter.convert()
+    return add_tflite_metadata(flatbuffer, CLASS_NAMES_METADATA, json.dumps(list(class_names)).encode())
 
 
 def add_tflite_metadata(flatbuffer, name, value):

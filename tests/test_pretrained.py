@@ -17,6 +17,8 @@ from keras_fer import pretrained
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_CSV = REPO_ROOT.parent / "shared" / "data" / "fer2013" / "fer2013_train_public.csv.gz"
 MAX_SHIPPED_BYTES = 40 * 2**20
+# Top-1 agreement of int8 with the Keras model that a well-trained model must reach.
+INT8_AGREEMENT_GOAL = 0.98
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +113,10 @@ def test_the_shipped_model_passes_the_int8_export_check_on_every_publictest_face
     cannot show it either: its probabilities are near-uniform (1.6% of faces with a top-two
     margin of 0.2), and int8's uint8 output ties most of them, so its agreement measures ties,
     not quantization error (62% measured). The shipped model is the real-face model users export.
-    Measured here: 97.58% top-1 agreement, every face with a top-two margin of 0.2 or more kept,
-    0.03 points of accuracy lost. Asserted: export.py's own int8 threshold (97%), every confident
-    face kept, and at most 0.5 points of PublicTest accuracy lost.
+    Measured here: 98.50% top-1 agreement, every face with a top-two margin of 0.2 or more kept,
+    accuracy 0.08 points higher. With the converter's min-max ranges instead of
+    `keras_fer.quantization`'s it was 97.58%. Asserted: the 98% agreement that issue #13 set as
+    the goal, every confident face kept, and at most 0.5 points of PublicTest accuracy lost.
     """
     from keras_fer.export import MIN_TOP1_AGREEMENT, export
 
@@ -123,6 +126,6 @@ def test_the_shipped_model_passes_the_int8_export_check_on_every_publictest_face
     assert report["parity_data"]["images"] == 3589
     assert report["parity_data"]["keras_accuracy"] == pytest.approx(recorded["accuracy"], abs=1e-6)
     (int8,) = report["artifacts"]
-    assert int8["passed"] and int8["top1_agreement"] >= MIN_TOP1_AGREEMENT["int8"] == 0.97, int8
+    assert int8["passed"] and int8["top1_agreement"] >= INT8_AGREEMENT_GOAL > MIN_TOP1_AGREEMENT["int8"], int8
     assert int8["top1_agreement_confident"] == 1.0, int8
     assert int8["accuracy_change_points"] >= -0.5, int8

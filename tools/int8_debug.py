@@ -2,7 +2,9 @@
 
 The model is exported as `export.py` exports it (the serving SavedModel, its `serving_default`
 signature) and quantized as `export.py --quantize int8` does: int8 weights and activations,
-calibrated on real Training faces. The debugger (`tf.lite.experimental.QuantizationDebugger`)
+calibrated on real Training faces, each activation's range the one with the least quantization
+error (`keras_fer.quantization`; `--ranges min-max` keeps the converter's own ranges, the
+smallest and largest value calibration saw). The debugger (`tf.lite.experimental.QuantizationDebugger`)
 then runs the float and the quantized model side by side on PublicTest faces and measures,
 for every quantized tensor, the error that quantization adds. The report ranks the tensors by
 RMSE / scale: the error in units of the tensor's quantization step (about 0.29 is the
@@ -17,6 +19,8 @@ all 3,589). A part whose island brings the agreement up is where int8 loses answ
 
     python tools/int8_debug.py --model fer2013 --data ../shared/data/fer2013/fer2013_train_public.csv.gz \\
         --report docs/results/int8_debug_fer2013.json
+    python tools/int8_debug.py --model fer2013 --data ../shared/data/fer2013/fer2013_train_public.csv.gz \\
+        --ranges min-max --report docs/results/int8_debug_fer2013_min_max.json
 
 It takes 3-6 minutes on 2 cores for the CPU-size model.
 """
@@ -38,6 +42,7 @@ import numpy as np  # noqa: E402
 
 # Rounding alone gives an error uniform over one step: RMSE / scale = 1 / sqrt(12).
 ROUNDING_ONLY = 1 / 12 ** 0.5
+RANGES = ("least-error", "min-max")
 # Float islands: a part of the network, by the regular expression its tensor names match.
 FLOAT_ISLANDS = {
     "none (all int8)": None,
@@ -99,13 +104,16 @@ def main(argv=None):
     parser.add_argument("--calibration-samples", type=int, default=500)
     parser.add_argument("--debug-samples", type=int, default=200)
     parser.add_argument("--top", type=int, default=20, help="tensors listed in the report")
+    parser.add_argument("--ranges", choices=RANGES, default="least-error",
+                        help="activation ranges: least quantization error, as export.py sets them (default), "
+                             "or the converter's min-max")
     parser.add_argument("--island-samples", type=int, default=3589,
                         help="PublicTest faces for the float-island agreements (0: skip them)")
     args = parser.parse_args(argv)
 
     import tensorflow as tf
 
-    from keras_fer import export, files
+    from keras_fer import export, files, quantization
     from keras_fer.evaluation import load_model_file
     from keras_fer.serving import PIXELS_INPUT, PIXELS_SIGNATURE
 
@@ -129,6 +137,9 @@ def main(argv=None):
                     [np.argmax(a) == np.argmax(b) for a, b in zip(f, q)]))},
             ),
         )
+        if args.ranges == "least-error":
+            debugger.calibrated_model = quantization.tighten_ranges(debugger.calibrated_model, calibration)
+            debugger.options = debugger.options  # the setter quantizes the debug model again, from these ranges
         debugger.run()
         dump = io.StringIO()
         debugger.layer_statistics_dump(dump)
@@ -142,7 +153,7 @@ def main(argv=None):
     report = {
         "command": " ".join(["python", *sys.argv]),
         "model": args.model,
-        "calibration": {"split": "Training", "faces": len(calibration)},
+        "calibration": {"split": "Training", "faces": len(calibration), "ranges": args.ranges},
         "debug": {"split": "PublicTest", "faces": len(debug_faces)},
         "quantized_tensors": tensors,
         "model_statistics": {name: float(np.mean(value)) for name, value in debugger.model_statistics.items()},
