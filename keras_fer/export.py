@@ -109,20 +109,23 @@ def serving_archive(model, class_names):
         image = tf.image.resize(image, (height, width), method="area")
         return tf.cast(tf.round(image), tf.uint8)
 
-    def classify_encoded(image_bytes):
-        images = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec((height, width, channels), tf.uint8))
-        return classify_pixels(images)
-
     archive = keras.export.ExportArchive()
     # No `archive.track(model)`: add_endpoint already saves the variables the signatures use,
     # and tracking the model as well stored every weight twice (once per Keras variable, once
     # per TensorFlow variable it wraps), a SavedModel twice the size of the `.keras` file.
     archive.class_names = names
-    archive.add_endpoint(
+    pixels_endpoint = archive.add_endpoint(
         PIXELS_SIGNATURE,
         classify_pixels,
         input_signature=[tf.TensorSpec((None, height, width, channels), tf.uint8, name=PIXELS_INPUT)],
     )
+
+    def classify_encoded(image_bytes):
+        images = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec((height, width, channels), tf.uint8))
+        # A call of the pixels endpoint's function, not a second trace of the network: the
+        # SavedModel's graph then holds the network once.
+        return pixels_endpoint(images)
+
     archive.add_endpoint(
         ENCODED_SIGNATURE,
         classify_encoded,
