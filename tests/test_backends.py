@@ -14,8 +14,6 @@ from keras_fer.models import build_model
 FACES = np.random.default_rng(0).integers(0, 256, size=(8, 48, 48, 1), dtype="uint8")
 # Different convolution kernels on the two backends: agreement to float32 round-off.
 CROSS_BACKEND_ATOL = 1e-4
-# The same round-off relative to a tensor's scale, for tensors far from unit scale.
-CROSS_BACKEND_RTOL = 1e-5
 
 
 def run_on_jax(script, tmp_path):
@@ -37,7 +35,10 @@ def test_jax_trains_one_xla_step_and_its_file_loads_on_tensorflow(tmp_path):
         from keras_fer.models import build_model
         faces = np.load("faces.npy")
         model = build_model(input_size=64, width=4, mask_activation="sigmoid")
-        model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+        # A small step: one of 0.05 left the inference-mode batch norms (moving statistics one
+        # step from their initial values) so far from normalizing that the pooled features reached
+        # thousands, the softmax saturated, and round-off grew with them (CI saw 2e-4).
+        model.compile(optimizer=keras.optimizers.SGD(0.002, momentum=0.9),
                       loss="sparse_categorical_crossentropy", jit_compile=True)
         before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
         loss = model.train_on_batch(faces, np.arange(8) % 7)
@@ -45,8 +46,6 @@ def test_jax_trains_one_xla_step_and_its_file_loads_on_tensorflow(tmp_path):
                     for b, w in zip(before, model.trainable_weights))
         model.save("jax.keras")
         np.savez("jax_weights.npz", *model.get_weights())
-        features = keras.Model(model.input, model.get_layer("avg_pool").output)
-        np.save("jax_features.npy", features.predict(faces, verbose=0))
         np.save("jax_predictions.npy", model.predict(faces, verbose=0))
         print(keras.backend.backend(), model.jit_compile, float(loss), moved, len(before))
         """,
@@ -59,14 +58,8 @@ def test_jax_trains_one_xla_step_and_its_file_loads_on_tensorflow(tmp_path):
     saved = np.load(tmp_path / "jax_weights.npz")
     for index, weight in enumerate(restored.get_weights()):
         np.testing.assert_array_equal(weight, saved[f"arr_{index}"])
-    # One large SGD step leaves the inference-mode batch norms far from their batch statistics, so the
-    # pooled features reach thousands and the softmax saturates. Round-off is then relative to that
-    # scale (about 1e-3 in the logits), so the features are compared relative to their largest value.
-    jax_features = np.load(tmp_path / "jax_features.npy")
-    features = keras.Model(restored.input, restored.get_layer("avg_pool").output).predict(FACES, verbose=0)
-    np.testing.assert_allclose(features, jax_features, atol=CROSS_BACKEND_RTOL * np.abs(jax_features).max())
-    np.testing.assert_array_equal(
-        restored.predict(FACES, verbose=0).argmax(-1), np.load(tmp_path / "jax_predictions.npy").argmax(-1)
+    np.testing.assert_allclose(
+        restored.predict(FACES, verbose=0), np.load(tmp_path / "jax_predictions.npy"), atol=CROSS_BACKEND_ATOL
     )
 
 
