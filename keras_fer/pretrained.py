@@ -230,8 +230,8 @@ def tflite_file(name="fer2013", quantization="dynamic"):
 
     Args:
         name: a preset name, one of `available()`.
-        quantization: "dynamic" (int8 weights, the fastest variant that keeps the Keras model's
-            answers; docs/deploy.md) or "none" (float32).
+        quantization: "dynamic" (int8 weights: the fastest variant that needs no calibration
+            faces, which an installed package lacks; docs/deploy.md) or "none" (float32).
     Returns:
         `pathlib.Path` of the `.tflite` file.
 

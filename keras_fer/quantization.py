@@ -55,6 +55,12 @@ def range_factor(histogram, low, high):
     return float(RANGE_FACTORS[np.argmin(errors)])
 
 
+def value_histogram(values, low, high):
+    """Counts of `values` in HISTOGRAM_BINS equal bins over [low, high]; values outside go to the end bins."""
+    bins = ((np.ravel(values) - low) * (HISTOGRAM_BINS / (high - low))).astype(np.int64)
+    return np.bincount(np.clip(bins, 0, HISTOGRAM_BINS - 1), minlength=HISTOGRAM_BINS)
+
+
 def calibrated_ranges(model):
     """{tensor index: (low, high)} of the tensors the calibration gave a range, widened to contain 0.
 
@@ -91,9 +97,7 @@ def tensor_histograms(calibrated, ranges, faces):
         interpreter.set_tensor(face_input["index"], face[None].astype(face_input["dtype"]))
         interpreter.invoke()
         for index, (low, high) in ranges.items():
-            values = interpreter.get_tensor(index).ravel()
-            bins = ((values - low) * (HISTOGRAM_BINS / (high - low))).astype(np.int64)
-            histograms[index] += np.bincount(np.clip(bins, 0, HISTOGRAM_BINS - 1), minlength=HISTOGRAM_BINS)
+            histograms[index] += value_histogram(interpreter.get_tensor(index), low, high)
     return histograms
 
 

@@ -6,22 +6,17 @@ The whole int8 path on the model trained on real faces is checked in test_pretra
 import numpy as np
 import pytest
 
-from keras_fer.quantization import HISTOGRAM_BINS, RANGE_FACTORS, range_factor
-
-
-def histogram_of(values, low, high):
-    bins = np.clip(((np.asarray(values) - low) * (HISTOGRAM_BINS / (high - low))).astype(int), 0, HISTOGRAM_BINS - 1)
-    return np.bincount(bins, minlength=HISTOGRAM_BINS)
+from keras_fer.quantization import HISTOGRAM_BINS, RANGE_FACTORS, range_factor, value_histogram
 
 
 def test_values_that_fill_their_range_keep_it():
     values = np.random.default_rng(0).uniform(0, 4, size=100_000)
-    assert range_factor(histogram_of(values, 0, 4), 0, 4) == 1.0
+    assert range_factor(value_histogram(values, 0, 4), 0, 4) == 1.0
 
 
 def test_one_outlier_does_not_set_the_step_of_a_million_small_values():
     values = np.concatenate([np.random.default_rng(0).uniform(0, 0.5, size=1_000_000), [10.0]])
-    factor = range_factor(histogram_of(values, 0, 10), 0, 10)
+    factor = range_factor(value_histogram(values, 0, 10), 0, 10)
     # The bulk ends at 0.05 of the range: the best range keeps it whole and clips the outlier, which
     # costs its squared distance to the edge, so not right at the bulk's end.
     assert 0.05 < factor < 0.6
@@ -30,7 +25,7 @@ def test_one_outlier_does_not_set_the_step_of_a_million_small_values():
 def test_a_signed_tensor_with_heavy_tails_is_narrowed_on_both_sides():
     values = np.random.default_rng(0).standard_t(df=2, size=200_000)
     low, high = float(values.min()), float(values.max())
-    factor = range_factor(histogram_of(values, low, high), low, high)
+    factor = range_factor(value_histogram(values, low, high), low, high)
     assert RANGE_FACTORS[0] <= factor < 1.0
     clipped = (values < factor * low) | (values > factor * high)
     assert 0 < clipped.sum() < 10
