@@ -4,7 +4,7 @@ and the five TFLite variants (float32, float16, dynamic, int8, int16x8), at the 
 For each configuration (`configs/fer2013_cpu.yaml`, `configs/paper.yaml`) the network is built
 as `train.py` builds it (weights as initialized: speed does not depend on their values),
 saved as `.keras`, exported with the export engineer's functions
-(`keras_fer.export.export_saved_model`, `convert_tflite`; int8 calibrated on real Training
+(`keras_fer.conversion.export_saved_model`, `convert_tflite`; int8 calibrated on real Training
 faces) and loaded with the classifiers `predict.py` uses (`keras_fer.classifiers.load_classifier`:
 `predict_on_batch`, the `serving_default` signature, the LiteRT interpreter with its default
 threads). Each takes raw uint8 48x48 faces, preprocessing included. Reported per variant:
@@ -68,18 +68,18 @@ def build_and_save(config_name, path):
 
 
 def export_variant(variant, keras_path, saved_model_dir, calibration_faces):
-    """Writes one exported form next to `keras_path` with `keras_fer.export`; returns its path."""
-    from keras_fer import export
+    """Writes one exported form next to `keras_path` with `keras_fer.conversion`; returns its path."""
+    from keras_fer import conversion
     from keras_fer.data import class_names
 
     names = class_names("fer2013")
     if variant == "saved_model":
         model = keras.saving.load_model(keras_path, compile=False)
-        return export.export_saved_model(model, names, saved_model_dir)
+        return conversion.export_saved_model(model, names, saved_model_dir)
     quantization = variant.removeprefix("tflite_")
     path = Path(keras_path).with_name(f"model_{quantization}.tflite")
-    path.write_bytes(export.convert_tflite(saved_model_dir, {"float32": "none"}.get(quantization, quantization),
-                                           names, calibration_faces))
+    path.write_bytes(conversion.convert_tflite(saved_model_dir, {"float32": "none"}.get(quantization, quantization),
+                                               names, calibration_faces))
     return str(path)
 
 

@@ -13,10 +13,9 @@ import numpy as np
 
 from keras_fer.data import IMAGE_SHAPE
 from keras_fer.models import STAGE_BLOCKS
-from keras_fer.serving import ENCODED_SIGNATURE, PIXELS_SIGNATURE
+from keras_fer.serving import CLASS_NAMES_METADATA, ENCODED_SIGNATURE, PIXELS_SIGNATURE
 
 FACE_SIZE = IMAGE_SHAPE[:2]
-CLASS_NAMES_METADATA = "class_names"
 
 
 class ModelError(Exception):

@@ -247,12 +247,12 @@ def tflite_file(name="fer2013", quantization="dynamic"):
         return path
     import tempfile
 
-    from keras_fer import export
+    from keras_fer import conversion
 
     model = load(name)
     with tempfile.TemporaryDirectory() as temporary:
-        saved_model = export.export_saved_model(model, model.class_names, os.path.join(temporary, "1"))
-        flatbuffer = export.convert_tflite(saved_model, quantization, model.class_names)
+        saved_model = conversion.export_saved_model(model, model.class_names, os.path.join(temporary, "1"))
+        flatbuffer = conversion.convert_tflite(saved_model, quantization, model.class_names)
     path.parent.mkdir(parents=True, exist_ok=True)
     files.write_bytes(path, flatbuffer)
     return path

@@ -26,6 +26,8 @@ ENCODED_SIGNATURE = "serving_image_bytes"
 PIXELS_INPUT = "images"
 ENCODED_INPUT = "image_bytes"
 OUTPUT_KEYS = ("probabilities", "class_index", "class_name")
+# The metadata entry of a TFLite file that holds its class names (JSON).
+CLASS_NAMES_METADATA = "class_names"
 DEFAULT_MODEL_NAME = "keras_fer"
 REST_PORT = 8501
 GRPC_PORT = 8500

@@ -19,7 +19,8 @@ import pytest
 
 from keras_fer import export as export_module
 from keras_fer.data import CLASS_NAMES, synthetic_faces, write_synthetic_fer2013
-from keras_fer.export import MIN_TOP1_AGREEMENT, PARITY_REPORT, QUANTIZATIONS, parity
+from keras_fer.conversion import QUANTIZATIONS
+from keras_fer.export import MIN_TOP1_AGREEMENT, PARITY_REPORT, parity
 from keras_fer.classifiers import KerasClassifier, SavedModelClassifier, TFLiteClassifier
 from keras_fer.serving import ENCODED_SIGNATURE, PIXELS_SIGNATURE, rest_predict_body
 

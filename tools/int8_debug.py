@@ -113,7 +113,7 @@ def main(argv=None):
 
     import tensorflow as tf
 
-    from keras_fer import export, files, quantization
+    from keras_fer import conversion, export, files, quantization
     from keras_fer.evaluation import load_model_file
     from keras_fer.serving import PIXELS_INPUT, PIXELS_SIGNATURE
 
@@ -124,7 +124,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as temporary:
         # Class names only label the serving outputs, which the debugger does not read.
         class_names = [str(index) for index in range(model.output_shape[-1])]
-        saved_model = export.export_saved_model(model, class_names, os.path.join(temporary, "1"))
+        saved_model = conversion.export_saved_model(model, class_names, os.path.join(temporary, "1"))
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=[PIXELS_SIGNATURE])
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ({PIXELS_INPUT: face[None]} for face in calibration)
