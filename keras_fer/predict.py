@@ -1,7 +1,8 @@
 """`python predict.py`: labels the faces in photos and videos with the shipped model or a trained one.
 
-Every face that OpenCV's bundled Haar cascade finds is cropped, converted to a 48x48 gray
-(or RGB, as the model wants) face and classified. Photos print one JSON line per face. Videos,
+Every face the detector finds (MediaPipe's BlazeFace by default; `--detector mtcnn` or
+`cascade`) is cropped as FER2013 frames its faces, rotated so that its eyes are level, converted
+to a 48x48 gray (or RGB, as the model wants) face and classified (`keras_fer.faces`). Photos print one JSON line per face. Videos,
 cameras and streams print (or write with `--csv`, `--jsonl`) one record per face per frame,
 with a track id that follows the face, and can write an annotated video and a plot over time
 (`keras_fer.video`, docs/video.md). With no `--model`, photos use the model shipped in the
@@ -23,12 +24,15 @@ import sys
 from keras_fer import pretrained
 from keras_fer.classifiers import KerasClassifier, ModelError
 from keras_fer.drawing import annotate, mask_overlays, write_image
-from keras_fer.faces import ImageError, read_image
-from keras_fer.recognizer import FaceExpressionRecognizer
+from keras_fer.faces import DEFAULT_DETECTOR, DETECTORS, ImageError, read_image
+from keras_fer.recognizer import DEFAULT_MIN_FACE_SIZE, FaceExpressionRecognizer
 from keras_fer.video import VIDEO_SUFFIXES, VideoError, analyze_video, is_video, open_video
 from keras_fer.video_outputs import AnnotatedVideoWriter, RecordWriter, VideoOutputError, plot_timeline
 
 DEFAULT_MODEL = "fer2013"
+# Video defaults: measured by `python -m benchmarks.video` (docs/video.md).
+DEFAULT_DETECT_EVERY = 3
+DEFAULT_DETECT_SCALE = 1.0
 VIDEO_OUTPUTS = ("video_out", "csv", "jsonl", "plot")
 
 
@@ -48,6 +52,14 @@ def parse_args(argv=None):
                         help="photos (any format OpenCV reads), videos (" + ", ".join(
                             suffix.lstrip(".") for suffix in VIDEO_SUFFIXES) + ") or stream URLs")
     parser.add_argument("--camera", type=int, metavar="INDEX", help="read this camera (0: the first) until Ctrl-C")
+    faces = parser.add_argument_group("faces")
+    faces.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR,
+                       help=f"face detector (default {DEFAULT_DETECTOR}: MediaPipe's BlazeFace; mtcnn: MTCNN; cascade: "
+                            "OpenCV's Haar cascade, no landmarks); docs/deploy.md compares them")
+    faces.add_argument("--min-face-size", type=int, default=DEFAULT_MIN_FACE_SIZE, metavar="PIXELS",
+                       help=f"the smallest face side to look for (default {DEFAULT_MIN_FACE_SIZE}); smaller is slower")
+    faces.add_argument("--no-align", dest="align", action="store_false",
+                       help="crop faces by their boxes only, without levelling the eyes by the landmarks")
     photos = parser.add_argument_group("photos")
     photos.add_argument("--annotate", metavar="DIR", help="write each photo with boxes and labels drawn to DIR")
     photos.add_argument(
@@ -64,11 +76,12 @@ def parse_args(argv=None):
     video.add_argument("--jsonl", metavar="FILE", help="write the same records as JSON lines to FILE instead of stdout")
     video.add_argument("--plot", metavar="FILE", help="plot each track's probabilities over time (seconds) to a PNG "
                                                       "(needs --csv)")
-    video.add_argument("--detect-every", type=int, default=2, metavar="N",
-                       help="run the face detector on every N-th frame; tracks keep their boxes between (default 2)")
-    video.add_argument("--detect-scale", type=float, default=0.75, metavar="S",
-                       help="detect faces on frames resized by S (default 0.75: faces of 32 pixels or more); "
-                            "1 for smaller faces")
+    video.add_argument("--detect-every", type=int, default=DEFAULT_DETECT_EVERY, metavar="N",
+                       help="run the face detector on every N-th frame; tracks are carried along at their velocity "
+                            f"between (default {DEFAULT_DETECT_EVERY})")
+    video.add_argument("--detect-scale", type=float, default=DEFAULT_DETECT_SCALE, metavar="S",
+                       help=f"detect faces on frames resized by S (default {DEFAULT_DETECT_SCALE}); less work, and "
+                            "faces near --min-face-size may be missed")
     video.add_argument("--batch-frames", type=int, default=8, metavar="N",
                        help="classify the faces of N frames in one call (default 8)")
     video.add_argument("--smooth", type=int, default=1, metavar="N",
@@ -87,7 +100,7 @@ def parse_args(argv=None):
         parser.error("--plot draws from the records: give --csv FILE too")
     if not 0.0 < args.detect_scale <= 1.0:
         parser.error(f"--detect-scale must be in (0, 1], not {args.detect_scale}")
-    for name in ("detect_every", "batch_frames", "smooth", "threads"):
+    for name in ("detect_every", "batch_frames", "smooth", "threads", "min_face_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be 1 or more, not {value}")
@@ -99,8 +112,8 @@ def predict_file(recognizer, path, args):
     image = read_image(path)
     faces = recognizer.recognize(image, whole_image=args.whole_image)
     if not faces:
-        raise ImageError(f"{path}: no face found (OpenCV Haar cascade, frontal faces of "
-                         f"{recognizer.min_face_size} pixels or more).")
+        raise ImageError(f"{path}: no face found ({recognizer.detector.name} detector, faces of "
+                         f"{recognizer.min_face_size} pixels or more; try --detector or --min-face-size).")
     results = [{"file": path, **face.to_dict()} for face in faces]
     for result in results:
         print(json.dumps(result), flush=True)
@@ -166,7 +179,8 @@ def main(argv=None):
     args = parse_args(argv)
     class_names = args.class_names.split(",") if args.class_names else None
     try:
-        recognizer = FaceExpressionRecognizer(default_model(args), class_names, num_threads=args.threads)
+        recognizer = FaceExpressionRecognizer(default_model(args), class_names, args.min_face_size, args.threads,
+                                              detector=args.detector, align=args.align)
         if args.masks and not isinstance(recognizer.classifier, KerasClassifier):
             raise ModelError(f"{args.model}: --masks needs a .keras model or a preset (the stage masks are not "
                              "exported).")

@@ -15,9 +15,11 @@ import cv2
 import numpy as np
 
 from keras_fer.classifiers import load_classifier
-from keras_fer.faces import ImageError, crop_face, detect_faces, read_image
+from keras_fer.faces import DEFAULT_DETECTOR, DetectedFace, ImageError, crop_face, make_detector, read_image
 
 COLOR_ORDERS = ("bgr", "rgb")
+# The smallest face the detector looks for by default: its tiles and pyramid cost grow fast below it.
+DEFAULT_MIN_FACE_SIZE = 40
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,14 +27,17 @@ class FaceExpression:
     """One face of an image and its expression.
 
     Attributes:
-        box: (x, y, width, height) of the face in the image, in pixels.
+        box: (x, y, width, height) of the face in the image, in pixels, as the detector gave it.
         probabilities: {class name: probability}, in the model's class order.
         face: uint8 (48, 48, C), the crop the model saw.
+        landmarks: {name: (x, y)} of the detector's landmarks (eyes, nose, mouth, ...), in
+            pixels; empty for a detector without them.
     """
 
     box: tuple
     probabilities: dict
     face: np.ndarray = dataclasses.field(repr=False, compare=False)
+    landmarks: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @property
     def label(self):
@@ -40,13 +45,20 @@ class FaceExpression:
         return max(self.probabilities, key=self.probabilities.get)
 
     def to_dict(self):
-        """{"box": [x, y, w, h], "label": ..., "probabilities": {...}}, JSON-ready."""
-        return {"box": list(self.box), "label": self.label,
-                "probabilities": {name: round(float(p), 6) for name, p in self.probabilities.items()}}
+        """{"box": [x, y, w, h], "label": ..., "probabilities": {...}, "landmarks": {...}}, JSON-ready.
+
+        "landmarks" is present only when the detector gives them.
+        """
+        record = {"box": list(self.box), "label": self.label,
+                  "probabilities": {name: round(float(p), 6) for name, p in self.probabilities.items()}}
+        if self.landmarks:
+            record["landmarks"] = {name: [round(float(x), 1), round(float(y), 1)]
+                                   for name, (x, y) in self.landmarks.items()}
+        return record
 
 
 class FaceExpressionRecognizer:
-    """Finds the frontal faces of images and classifies their expressions.
+    """Finds the faces of images, crops them as FER2013 frames its faces, and classifies their expressions.
 
     Args:
         model: a preset name (default "fer2013", the model shipped in the package), a
@@ -54,6 +66,11 @@ class FaceExpressionRecognizer:
         class_names: names in output order, overriding those the model carries.
         min_face_size: the smallest face side, in pixels, the detector looks for.
         num_threads: threads of a `.tflite` model's interpreter (default: every core).
+        detector: "blazeface" (the default: MediaPipe's BlazeFace), "mtcnn", "cascade"
+            (OpenCV's Haar cascade, the detector of earlier versions), or a
+            `keras_fer.faces.FaceDetector` (its own `min_face_size` then applies).
+        align: rotate each face so that its eyes are level and frame it by its landmarks, where
+            the detector gives them (docs/deploy.md compares the accuracy with and without).
 
     Example:
     >>> import numpy as np
@@ -62,11 +79,15 @@ class FaceExpressionRecognizer:
     []
     """
 
-    def __init__(self, model="fer2013", class_names=None, min_face_size=24, num_threads=None):
-        if not isinstance(min_face_size, int) or min_face_size < 1:
-            raise ValueError(f"`min_face_size` must be a positive integer. Received: min_face_size={min_face_size!r}")
+    def __init__(self, model="fer2013", class_names=None, min_face_size=DEFAULT_MIN_FACE_SIZE, num_threads=None,
+                 detector=DEFAULT_DETECTOR, align=True):
+        self.detector = make_detector(detector, min_face_size)
         self.classifier = load_classifier(os.fspath(model), class_names, num_threads)
-        self.min_face_size = min_face_size
+        self.align = bool(align)
+
+    @property
+    def min_face_size(self):
+        return self.detector.min_face_size
 
     @property
     def class_names(self):
@@ -88,14 +109,14 @@ class FaceExpressionRecognizer:
         """
         bgr = self._as_bgr(image, color_order)
         height, width = bgr.shape[:2]
-        boxes = [(0, 0, width, height)] if whole_image else detect_faces(bgr, self.min_face_size)
-        if not boxes:
+        found = [DetectedFace((0, 0, width, height))] if whole_image else self.detector.detect(bgr)
+        if not found:
             return []
-        crops = np.stack([crop_face(bgr, box, self.classifier.channels) for box in boxes])
+        crops = np.stack([crop_face(bgr, face, self.classifier.channels, self.align) for face in found])
         probabilities = self.classifier.classify(crops)
         return [
-            FaceExpression(tuple(box), dict(zip(self.class_names, map(float, row))), crop)
-            for box, row, crop in zip(boxes, probabilities, crops)
+            FaceExpression(tuple(face.box), dict(zip(self.class_names, map(float, row))), crop, face.landmarks)
+            for face, row, crop in zip(found, probabilities, crops)
         ]
 
     __call__ = recognize

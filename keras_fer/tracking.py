@@ -1,9 +1,12 @@
-"""Faces followed across video frames: an IoU tracker and a moving average of probabilities.
+"""Faces followed across video frames: an IoU tracker with constant-velocity prediction, and smoothing.
 
-A track is one face over time. Each detection round, every detected box joins the live track
-whose last box overlaps it most (intersection over union, greedy from the best pair), or
-starts a new track; a track that no detection joins for `max_missed` rounds in a row ends.
-Between detection rounds the tracks keep their last box.
+A track is one face over time. The tracker is told about every frame (`IoUTracker.step`): on a
+frame with a detection round, every detected face joins the live track whose predicted box
+overlaps it most (intersection over union, greedy from the best pair), or starts a new track;
+on the frames between, and when a track's face is missed, the track is *carried*: its last
+face moves on at the track's velocity (pixels a frame, measured between its detections). A
+track that no detection joins for `max_missed` detection rounds in a row ends, as does a
+carried track whose center leaves the frame; an id is never reused.
 
 Example:
 >>> tracker = IoUTracker()
@@ -14,8 +17,18 @@ Example:
 """
 
 import collections
+import dataclasses
 
 import numpy as np
+
+from keras_fer.faces import DetectedFace
+
+# Weight of the newest measurement in a track's velocity (the rest is its previous velocity).
+VELOCITY_SMOOTHING = 0.5
+# BlazeFace scores real faces in video frames at 0.9 and more, and its false faces (patterns on
+# clothes, textures, compression artefacts) at 0.5-0.6, some in two rounds in a row.
+CONFIRM_SCORE = 0.75
+CONFIRM_ROUNDS = 3
 
 
 def iou(box_a, box_b):
@@ -29,12 +42,47 @@ def iou(box_a, box_b):
     return overlap / union if union > 0 else 0.0
 
 
+def center(box):
+    x, y, width, height = box
+    return np.array([x + width / 2, y + height / 2])
+
+
+@dataclasses.dataclass
+class Track:
+    """A live track: its last detected face, the frame of that detection, velocity and misses."""
+
+    face: DetectedFace
+    frame: int
+    velocity: np.ndarray
+    missed: int = 0
+    confirmed: bool = True
+    hits: int = 1
+
+    def predicted(self, frame):
+        """The track's face at `frame`, moved on from its last detection at its velocity."""
+        dx, dy = self.velocity * (frame - self.frame)
+        return self.face.shifted(dx, dy) if dx or dy else self.face
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackedDetection:
+    """One track in one frame: its id, its face, and whether the face was carried (not detected)."""
+
+    track: int
+    face: DetectedFace
+    carried: bool
+
+
 class IoUTracker:
-    """Gives each detected face box a track id that stays the same across frames.
+    """Gives each detected face a track id that stays the same across frames, and carries faces between.
 
     Args:
-        min_iou: the least overlap with a track's last box for a detection to join it.
-        max_missed: detection rounds a track may go unmatched before it ends.
+        min_iou: the least overlap with a track's predicted box for a detection to join it.
+        max_missed: detection rounds a track may go unmatched before it ends. With detection
+            every N frames, a face is carried for at most N * (max_missed + 1) - 1 frames.
+        confirm_score: a new face of a lower detection score starts a track only once
+            `CONFIRM_ROUNDS` detection rounds in a row have found it (0: every face starts a
+            track at once).
 
     Example:
     >>> tracker = IoUTracker(max_missed=0)
@@ -43,51 +91,80 @@ class IoUTracker:
     []
     """
 
-    def __init__(self, min_iou=0.3, max_missed=2):
+    def __init__(self, min_iou=0.3, max_missed=2, confirm_score=CONFIRM_SCORE):
+        if not 0.0 <= confirm_score <= 1.0:
+            raise ValueError(f"`confirm_score` must be in [0, 1]. Received: confirm_score={confirm_score!r}")
         if not 0.0 < min_iou <= 1.0:
             raise ValueError(f"`min_iou` must be in (0, 1]. Received: min_iou={min_iou!r}")
         if not isinstance(max_missed, int) or max_missed < 0:
             raise ValueError(f"`max_missed` must be a non-negative integer. Received: max_missed={max_missed!r}")
         self.min_iou = min_iou
         self.max_missed = max_missed
-        self._boxes = {}  # track id -> last box
-        self._missed = {}  # track id -> detection rounds since it was last matched
+        self.confirm_score = confirm_score
+        self._tracks = {}  # track id -> Track
         self._next_id = 0
+        self._frame = -1
 
     @property
     def tracks(self):
-        """[(track id, box)] of the live tracks, by id."""
-        return sorted(self._boxes.items())
+        """[(track id, box)] of the live tracks' last detected boxes, by id."""
+        return sorted((track, state.face.box) for track, state in self._tracks.items() if state.confirmed)
+
+    def step(self, faces=None, bounds=None):
+        """Advances one frame; returns a `TrackedDetection` for every live track, by id.
+
+        Args:
+            faces: this frame's detection round, `DetectedFace`s; None on a frame without detection.
+            bounds: (width, height) of the frame; a carried track whose center leaves it ends.
+        """
+        self._frame += 1
+        frame = self._frame
+        predicted = {track: state.predicted(frame) for track, state in self._tracks.items()}
+        assigned = {}
+        if faces is not None:
+            pairs = sorted(((iou(face.box, predicted[track].box), index, track)
+                            for index, face in enumerate(faces) for track in predicted), reverse=True)
+            for overlap, index, track in pairs:
+                if overlap < self.min_iou:
+                    break
+                if index not in assigned and track not in assigned.values():
+                    assigned[index] = track
+        found = {track: faces[index] for index, track in assigned.items()}
+        for track, state in list(self._tracks.items()):
+            if track in found:
+                elapsed = frame - state.frame
+                measured = (center(found[track].box) - center(state.face.box)) / elapsed
+                state.velocity = measured if state.hits == 1 else (
+                    VELOCITY_SMOOTHING * measured + (1 - VELOCITY_SMOOTHING) * state.velocity)
+                state.face, state.frame, state.missed, state.hits = found[track], frame, 0, state.hits + 1
+                state.confirmed = state.confirmed or state.hits >= CONFIRM_ROUNDS
+                continue
+            if faces is not None:
+                state.missed += 1
+            lost = state.missed > self.max_missed or (state.missed and not state.confirmed)
+            if lost or (bounds is not None and not inside(predicted[track].box, bounds)):
+                del self._tracks[track]
+        for index, face in enumerate(faces or ()):
+            if index not in assigned:
+                self._tracks[self._next_id] = Track(face, frame, np.zeros(2), confirmed=face.score >= self.confirm_score)
+                found[self._next_id] = face
+                self._next_id += 1
+        return [TrackedDetection(track, found.get(track, predicted.get(track)), track not in found)
+                for track, state in sorted(self._tracks.items()) if state.confirmed]
 
     def update(self, boxes):
-        """Matches one detection round's boxes to the tracks; returns [(track id, box)] of the matched and new.
+        """One detection round of (x, y, width, height) boxes; returns [(track id, box)] of the matched and new.
 
         Unmatched tracks are carried (not returned) until they have missed `max_missed` rounds.
         """
-        pairs = sorted(
-            ((iou(box, last), index, track) for index, box in enumerate(boxes) for track, last in self._boxes.items()),
-            reverse=True,
-        )
-        assigned, matched = {}, set()
-        for overlap, index, track in pairs:
-            if overlap < self.min_iou:
-                break
-            if index not in assigned and track not in matched:
-                assigned[index] = track
-                matched.add(track)
-        for track in list(self._boxes):
-            if track not in matched:
-                self._missed[track] += 1
-                if self._missed[track] > self.max_missed:
-                    del self._boxes[track], self._missed[track]
-        result = []
-        for index, box in enumerate(boxes):
-            track = assigned.get(index)
-            if track is None:
-                track, self._next_id = self._next_id, self._next_id + 1
-            self._boxes[track], self._missed[track] = tuple(box), 0
-            result.append((track, tuple(box)))
-        return sorted(result)
+        faces = [DetectedFace(tuple(box)) for box in boxes]
+        return [(found.track, found.face.box) for found in self.step(faces) if not found.carried]
+
+
+def inside(box, bounds):
+    """True when the center of `box` lies within a (width, height) frame."""
+    x, y = center(box)
+    return 0 <= x < bounds[0] and 0 <= y < bounds[1]
 
 
 class ProbabilitySmoother:

@@ -1,10 +1,11 @@
 """Expressions over time: the faces of video files, cameras and streams, tracked and classified.
 
-Frames are read with OpenCV. Faces are detected every `detect_every` frames (the Haar cascade
-of `keras_fer.faces`, optionally on a downscaled frame); between detections each track keeps its
-last box. The crops of
-`batch_frames` frames are classified in one call. Memory stays flat on long videos: at most
-`batch_frames` frames are held.
+Frames are read with OpenCV. Faces are detected every `detect_every` frames (the recognizer's
+detector, `keras_fer.faces`, optionally on a downscaled frame) and followed by
+`keras_fer.tracking.IoUTracker`: between detections, and for a few missed detections, each track
+is carried along at its velocity, and its crop follows it (the record's `carried` flag). The
+crops of `batch_frames` frames are classified in one call. Memory stays flat on long videos: at
+most `batch_frames` frames are held.
 
 Example:
 >>> import keras_fer
@@ -23,13 +24,11 @@ import time
 import cv2
 import numpy as np
 
-from keras_fer.faces import crop_face, detect_faces
+from keras_fer.faces import crop_face
 from keras_fer.tracking import IoUTracker, ProbabilitySmoother
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
 STREAM_SCHEMES = ("rtsp://", "rtmp://", "http://", "https://", "udp://", "tcp://")
-# Coarser than photos' 1.1: 60% of the detector's time, and the tracker covers a missed frame.
-VIDEO_PYRAMID_STEP = 1.2
 # OpenCV reports 0, or nonsense such as 90000 (a time base), for sources that do not know their rate.
 PLAUSIBLE_FPS = (1.0, 240.0)
 
@@ -125,11 +124,14 @@ class TrackedFace:
         track: the face's track id, the same across frames.
         box: (x, y, width, height) in the frame, in pixels.
         probabilities: {class name: probability} (smoothed when smoothing is on).
+        carried: True when no detection found the face in this frame: the box is the track's
+            prediction from its last detection and velocity.
     """
 
     track: int
     box: tuple
     probabilities: dict
+    carried: bool = False
 
     @property
     def label(self):
@@ -150,15 +152,12 @@ def analyze_video(recognizer, source, detect_every=1, batch_frames=8, smoothing=
     """Yields a `VideoFrame` for every frame of a video, in order, with its tracked faces.
 
     Args:
-        recognizer: a `FaceExpressionRecognizer` (its classifier and detector settings are used).
+        recognizer: a `FaceExpressionRecognizer` (its classifier, detector and alignment are used).
         source: a video path, a camera index, a stream URL, or a `VideoSource` from `open_video`.
-        detect_every: run the face detector on every N-th frame; tracks keep their boxes between.
+        detect_every: run the face detector on every N-th frame; tracks are carried between.
         batch_frames: frames whose faces are classified in one call.
         smoothing: probabilities are the mean over each track's last `smoothing` frames (1: off).
-        detect_scale: detect on frames resized by this factor (`keras_fer.faces.detect_faces`),
-            which finds faces of `min_face_size / detect_scale` pixels or more. Video detection
-            also steps its face sizes by 1.2 (photos: 1.1); a face the cascade misses in one
-            frame keeps its track's box.
+        detect_scale: detect on frames resized by this factor (`keras_fer.faces.FaceDetector.detect`).
         tracker: an `IoUTracker`; a new one by default.
     Raises:
         VideoError: see `open_video`.
@@ -169,37 +168,39 @@ def analyze_video(recognizer, source, detect_every=1, batch_frames=8, smoothing=
     smoother = ProbabilitySmoother(smoothing)
     tracker = tracker or IoUTracker()
     video = source if isinstance(source, VideoSource) else open_video(source)
-    classifier = recognizer.classifier
-    pending, tracks, started = [], [], time.monotonic()
+    pending, started = [], time.monotonic()
     try:
         for index in itertools.count():
             image = video.read()
             if image is None:
                 break
-            if index % detect_every == 0:
-                boxes = detect_faces(image, recognizer.min_face_size, detect_scale, VIDEO_PYRAMID_STEP)
-                tracks = tracker.update(boxes)
-                smoother.forget(track for track, _ in tracks)
+            detected = recognizer.detector.detect(image, detect_scale) if index % detect_every == 0 else None
+            tracks = tracker.step(detected, bounds=image.shape[1::-1])
+            smoother.forget(found.track for found in tracks)
             time_s = time.monotonic() - started if video.live or video.fps is None else index / video.fps
             pending.append((index, time_s, image, tracks))
             if len(pending) == batch_frames:
-                yield from _classify(classifier, smoother, pending)
+                yield from _classify(recognizer, smoother, pending)
                 pending = []
         if index == 0:
             raise VideoError(f"{video.name}: no frame could be read (an empty or damaged video).")
-        yield from _classify(classifier, smoother, pending)
+        yield from _classify(recognizer, smoother, pending)
     finally:
         if video is not source:
             video.close()
 
 
-def _classify(classifier, smoother, pending):
-    """VideoFrames of pending (index, time, image, [(track, box)]), their faces classified in one call."""
-    crops = [crop_face(image, box, classifier.channels) for _, _, image, tracks in pending for _, box in tracks]
+def _classify(recognizer, smoother, pending):
+    """VideoFrames of pending (index, time, image, [TrackedDetection]), their faces classified in one call."""
+    classifier = recognizer.classifier
+    crops = [crop_face(image, found.face, classifier.channels, recognizer.align)
+             for _, _, image, tracks in pending for found in tracks]
     probabilities = iter(classifier.classify(np.stack(crops)) if crops else ())
     for index, time_s, image, tracks in pending:
         faces = tuple(
-            TrackedFace(track, box, dict(zip(classifier.class_names, map(float, smoother(track, next(probabilities))))))
-            for track, box in tracks
+            TrackedFace(found.track, found.face.box,
+                        dict(zip(classifier.class_names, map(float, smoother(found.track, next(probabilities))))),
+                        found.carried)
+            for found in tracks
         )
         yield VideoFrame(index, time_s, image, faces)

@@ -3,10 +3,12 @@
 Records are written and flushed frame by frame, so a run that is interrupted leaves valid files
 holding every frame done. The CSV has one row per face per frame::
 
-    frame,time_s,track,x,y,width,height,label,Angry,Disgust,Fear,Happy,Sad,Surprise,Neutral
+    frame,time_s,track,x,y,width,height,carried,label,Angry,Disgust,Fear,Happy,Sad,Surprise,Neutral
 
 and the JSON lines file the same records as
-``{"frame", "time_s", "track", "box", "label", "probabilities"}`` objects.
+``{"frame", "time_s", "track", "box", "carried", "label", "probabilities"}`` objects. `carried`
+is 1 (true) where no detection found the face in that frame and its box is the track's
+prediction (`keras_fer.tracking`), 0 where the detector found it.
 """
 
 import csv
@@ -18,7 +20,7 @@ import cv2
 from keras_fer import files
 from keras_fer.drawing import annotate_frame
 
-RECORD_COLUMNS = ("frame", "time_s", "track", "x", "y", "width", "height", "label")
+RECORD_COLUMNS = ("frame", "time_s", "track", "x", "y", "width", "height", "carried", "label")
 # Container suffix -> codec that OpenCV's bundled FFmpeg writes without extra libraries.
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 FALLBACK_FPS = 30.0
@@ -32,7 +34,7 @@ def face_records(frame):
     """The JSON-ready records of a `VideoFrame`'s faces."""
     return [
         {"frame": frame.index, "time_s": round(frame.time_s, 4), "track": face.track, "box": list(face.box),
-         "label": face.label, "probabilities": {name: round(p, 6) for name, p in face.probabilities.items()}}
+         "carried": face.carried, "label": face.label, "probabilities": {name: round(p, 6) for name, p in face.probabilities.items()}}
         for face in frame.faces
     ]
 
@@ -60,7 +62,8 @@ class RecordWriter:
         records = face_records(frame)
         if self._csv_file is not None and records:
             self._csv.writerows(
-                [r["frame"], r["time_s"], r["track"], *r["box"], r["label"], *r["probabilities"].values()]
+                [r["frame"], r["time_s"], r["track"], *r["box"], int(r["carried"]), r["label"],
+                 *r["probabilities"].values()]
                 for r in records
             )
             self._csv_file.flush()

@@ -10,7 +10,7 @@ from PIL import Image
 from test_predict import ASTRONAUT
 from test_recognizer import inside_face_region
 
-from keras_fer import faces as faces_module
+from keras_fer.faces import images as faces_module
 from keras_fer import predict
 from keras_fer.faces import ImageError, read_image
 

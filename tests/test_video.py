@@ -14,8 +14,8 @@ import skimage.data
 from keras_fer.predict import main
 from keras_fer.recognizer import FaceExpressionRecognizer
 from keras_fer.tracking import IoUTracker, ProbabilitySmoother
-from keras_fer.faces import crop_face, detect_faces
-from keras_fer.video import VIDEO_PYRAMID_STEP, VideoError, analyze_video, open_video
+from keras_fer.faces import crop_face
+from keras_fer.video import VideoError, analyze_video, open_video
 from keras_fer.video_outputs import RECORD_COLUMNS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,9 +77,10 @@ def test_one_face_is_one_track_with_timestamps_and_csv_json_and_video_agree(clip
         records = [json.loads(line) for line in file]
     assert len(records) == len(rows)
     for record, row in zip(records, rows):
-        assert [record["frame"], record["time_s"], record["track"], *record["box"], record["label"]] == [
-            int(row[0]), float(row[1]), int(row[2]), *map(int, row[3:7]), row[7]]
-        np.testing.assert_allclose(list(record["probabilities"].values()), list(map(float, row[8:])), atol=1e-6)
+        assert [record["frame"], record["time_s"], record["track"], *record["box"], record["carried"],
+                record["label"]] == [int(row[0]), float(row[1]), int(row[2]), *map(int, row[3:7]), bool(int(row[7])),
+                                     row[8]]
+        np.testing.assert_allclose(list(record["probabilities"].values()), list(map(float, row[9:])), atol=1e-6)
         assert record["label"] == max(record["probabilities"], key=record["probabilities"].get)
     annotated = cv2.VideoCapture(outputs["annotated.mp4"])
     assert int(annotated.get(cv2.CAP_PROP_FRAME_COUNT)) == FRAMES
@@ -93,11 +94,12 @@ def test_one_face_is_one_track_with_timestamps_and_csv_json_and_video_agree(clip
 def test_api_frames_match_a_classification_of_each_frame_alone(clip, recognizer):
     frames = list(analyze_video(recognizer, clip, detect_every=1, batch_frames=3))
     assert [frame.index for frame in frames] == list(range(FRAMES))
-    # With detection on every frame, a frame's face is the one the video detector finds in that
-    # image alone, and its probabilities those of its crop classified alone (not in a batch).
+    # With detection on every frame, a frame's face is the one the detector finds in that image
+    # alone, and its probabilities those of its crop classified alone (not in a batch).
     image, face = frames[7].image, frames[7].faces[0]
-    assert [face.box] == detect_faces(image, recognizer.min_face_size, 1.0, VIDEO_PYRAMID_STEP)
-    alone = recognizer.classifier.classify(crop_face(image, face.box, recognizer.classifier.channels)[None])[0]
+    detected = recognizer.detector.detect(image)
+    assert [face.box] == [found.box for found in detected] and not face.carried
+    alone = recognizer.classifier.classify(crop_face(image, detected[0], recognizer.classifier.channels)[None])[0]
     np.testing.assert_allclose(list(face.probabilities.values()), alone, atol=1e-5)
 
 

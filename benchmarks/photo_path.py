@@ -1,0 +1,126 @@
+"""The photo path on real faces: FER2013 PublicTest faces placed in 640x480 frames, found, cropped, classified.
+
+Each face is upscaled to 48-200 pixels and pasted on a flat gray or on one of scikit-image's
+photographs (`benchmarks.face_frames`). For every detector, with and without alignment, the
+whole photo path runs on each frame (`FaceExpressionRecognizer.recognize`: detection, crops,
+the shipped model), and the report gives
+
+* found: the share of faces with a detection overlapping the true frame (IoU of at least 0.3),
+  overall, by face side and by background;
+* photo-path accuracy: the share of all faces whose detection is labelled right (a missed face
+  counts as wrong), against the whole-crop accuracy: the same model on the same 48x48 faces;
+* false faces a frame: detections that overlap no true face;
+* the time per frame (median and 90th percentile of the whole call).
+
+    python -m benchmarks.photo_path                  # 600 faces, about 10 minutes on 2 cores
+    python -m benchmarks.photo_path --faces 60 --output benchmarks/results/photo_path_quick.json
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from benchmarks.common import DATA_FILE, REPO_ROOT, argument_parser, report_header, summarize_seconds, write_report  # noqa: E402,E501
+from benchmarks.face_frames import FACE_SIDES, placed_faces  # noqa: E402
+
+OUTPUT = REPO_ROOT / "docs" / "results" / "photo_path.json"
+MATCH_IOU = 0.3
+SIDE_BINS = ((48, 80), (80, 130), (130, 201))
+
+
+def run_variant(recognizer, frames):
+    """{found, correct, false faces, seconds} lists over the frames for one recognizer."""
+    from keras_fer.tracking import iou
+
+    rows = []
+    for frame in frames:
+        start = time.perf_counter()
+        faces = recognizer.recognize(frame.image)
+        seconds = time.perf_counter() - start
+        overlaps = [iou(face.box, frame.box) for face in faces]
+        best = int(np.argmax(overlaps)) if faces and max(overlaps) >= MATCH_IOU else None
+        predicted = None if best is None else recognizer.class_names.index(faces[best].label)
+        rows.append({"found": best is not None, "predicted": predicted, "seconds": seconds,
+                     "false_faces": sum(overlap < MATCH_IOU for overlap in overlaps)})
+    return rows
+
+
+def summarize(rows, frames, whole_correct):
+    """The report entry of one variant."""
+    found = np.array([row["found"] for row in rows])
+    correct = np.array([row["predicted"] == frame.label for row, frame in zip(rows, frames)])
+    sides = np.array([frame.box[2] for frame in frames])
+    flat = np.array([frame.background == "flat" for frame in frames])
+    return {
+        "found": round(float(found.mean()), 4),
+        "found_by_side": {f"{low}-{high - 1}": round(float(found[(sides >= low) & (sides < high)].mean()), 4)
+                          for low, high in SIDE_BINS},
+        "found_by_background": {"flat": round(float(found[flat].mean()), 4),
+                                "photograph": round(float(found[~flat].mean()), 4)},
+        "photo_path_accuracy": round(float(correct.mean()), 4),
+        "whole_crop_accuracy": round(float(whole_correct.mean()), 4),
+        "accuracy_of_found_faces": round(float(correct[found].mean()), 4) if found.any() else None,
+        "whole_crop_accuracy_of_found_faces": round(float(whole_correct[found].mean()), 4) if found.any() else None,
+        "false_faces_per_frame": round(float(np.mean([row["false_faces"] for row in rows])), 3),
+        "seconds_per_frame": summarize_seconds([row["seconds"] for row in rows]),
+    }
+
+
+def markdown(variants):
+    """The report's table, as docs/deploy.md shows it."""
+    lines = ["| detector | aligned | found | found, 48-79 px | photo-path accuracy | whole-crop accuracy | "
+             "false faces a frame | ms a frame (median) |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, entry in variants.items():
+        detector, align = name.split("/")
+        lines.append(f"| {detector} | {align} | {100 * entry['found']:.1f}% | {100 * entry['found_by_side']['48-79']:.1f}% "
+                     f"| {100 * entry['photo_path_accuracy']:.1f}% | {100 * entry['whole_crop_accuracy']:.1f}% | "
+                     f"{entry['false_faces_per_frame']:.2f} | {entry['seconds_per_frame']['median_ms']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argument_parser(__doc__)
+    parser.add_argument("--data", type=Path, default=DATA_FILE, help="FER2013 CSV (default: the shared file)")
+    parser.add_argument("--faces", type=int, default=600, help="PublicTest faces, one a frame (default 600)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the faces chosen and their frames")
+    parser.add_argument("--detectors", nargs="+", default=None, help="detectors to run (default: all)")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args()
+
+    from keras_fer.data import read_fer2013
+    from keras_fer.faces import DETECTORS, make_detector
+    from keras_fer.recognizer import FaceExpressionRecognizer
+
+    report = report_header(["keras_fer/faces", "keras_fer/recognizer.py", "benchmarks/photo_path.py",
+                            "benchmarks/face_frames.py"])
+    images, labels = read_fer2013(args.data, usage="PublicTest")
+    chosen = np.random.default_rng(args.seed).choice(len(images), min(args.faces, len(images)), replace=False)
+    frames = list(placed_faces(images[chosen], labels[chosen], seed=args.seed))
+    recognizer = FaceExpressionRecognizer()
+    whole = recognizer.classifier.classify(images[chosen])
+    whole_correct = whole.argmax(axis=1) == labels[chosen]
+    report["setup"] = {"faces": len(frames), "split": "PublicTest", "seed": args.seed, "face_sides": FACE_SIDES,
+                       "model": "preset fer2013 (Keras)", "match_iou": MATCH_IOU,
+                       "min_face_size": recognizer.min_face_size}
+    report["variants"] = {}
+    for name in args.detectors or DETECTORS:
+        detector = make_detector(name, recognizer.min_face_size)
+        for align in (True, False) if detector.gives_landmarks else (False,):
+            variant = FaceExpressionRecognizer(detector=detector, align=align)
+            variant.recognize(frames[0].image)  # warm-up: graph tracing, interpreter allocation
+            entry = summarize(run_variant(variant, frames), frames, whole_correct)
+            report["variants"][f"{name}/{'yes' if align else 'no'}"] = entry
+            print(f"{name} aligned={align}: {entry}", flush=True)
+    report["table"] = markdown(report["variants"])
+    print(report["table"])
+    write_report(report, args.output)
+
+
+if __name__ == "__main__":
+    main()

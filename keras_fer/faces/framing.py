@@ -1,0 +1,113 @@
+"""48x48 face crops framed the way FER2013 frames its faces, aligned where landmarks exist.
+
+FER2013's faces were cropped by another detector with its own margins, so each detector's box
+is mapped to FER2013's frame with constants measured on real FER2013 Training faces
+(`python tools/face_framing.py`, docs/results/face_framing.json):
+
+* box framing: the frame's center lies `dx`, `dy` box sides from the box's center and its side
+  is `side` box sides (box side: sqrt(width * height));
+* aligned framing, for a face with eye and mouth landmarks: the image is rotated so that the
+  eye line is level, scaled so that the eyes and the mouth lie as far apart as in FER2013's
+  median face, and moved so that their middle falls where it does there.
+
+A box given by hand (`DetectedFace.detector` None, such as the whole image) is cropped as it is.
+Every crop is one affine warp with the edges replicated, so that a face at the border of a
+photo keeps its proportions; a large face is warped at up to 4 times the crop's size and then
+shrunk with area averaging, as a resize would.
+
+Example:
+>>> import numpy as np
+>>> from keras_fer.faces.detection import DetectedFace
+>>> image = np.zeros((200, 200, 3), "uint8")
+>>> face = DetectedFace((50, 40, 100, 100), detector="cascade")
+>>> crop_face(image, face, channels=3).shape
+(48, 48, 3)
+"""
+
+import math
+
+import cv2
+import numpy as np
+
+FACE_SIDE = 48
+# Measured by tools/face_framing.py on 600 FER2013 Training faces (docs/results/face_framing.json):
+# medians of the true frame against each detector's box, in box sides.
+BOX_FRAMING = {
+    "blazeface": {"dx": 0.000, "dy": -0.075, "side": 1.151},
+    "mtcnn": {"dx": 0.019, "dy": -0.004, "side": 1.097},
+    "cascade": {"dx": 0.000, "dy": 0.003, "side": 1.006},
+}
+# The same faces' landmarks in FER2013's 48x48 frame: the eyes' midpoint, their distance and the
+# mouth's center (medians). FER2013's eye lines are level to within about 6 degrees (quartiles).
+LANDMARK_FRAMING = {
+    "blazeface": {"eye_middle": (23.84, 18.67), "eye_distance": 17.57, "mouth": (23.58, 37.24)},
+    "mtcnn": {"eye_middle": (23.76, 18.00), "eye_distance": 18.00, "mouth": (23.77, 37.20)},
+}
+# The most a crop is warped above its final size before area averaging shrinks it.
+MAX_OVERSAMPLING = 4
+
+
+def crop_transform(face, align=True):
+    """The 2x3 affine matrix from image pixels to the 48x48 crop of `face`.
+
+    Args:
+        face: a `DetectedFace`.
+        align: level the eyes and frame by the landmarks when the face has them (and its
+            detector's landmark framing is known); otherwise frame by the box.
+    """
+    framing = LANDMARK_FRAMING.get(face.detector)
+    if align and framing is not None and face.eyes is not None and face.mouth is not None:
+        return landmark_transform(face, framing)
+    x, y, width, height = face.box
+    box = BOX_FRAMING.get(face.detector, {"dx": 0.0, "dy": 0.0, "side": None})
+    unit = math.sqrt(width * height)
+    center_x = x + width / 2 + box["dx"] * unit
+    center_y = y + height / 2 + box["dy"] * unit
+    if box["side"] is None:  # a box given by hand is the crop, stretched if it is not square
+        scale_x, scale_y = FACE_SIDE / width, FACE_SIDE / height
+    else:
+        scale_x = scale_y = FACE_SIDE / (box["side"] * unit)
+    return np.array([[scale_x, 0.0, FACE_SIDE / 2 - scale_x * center_x],
+                     [0.0, scale_y, FACE_SIDE / 2 - scale_y * center_y]])
+
+
+def landmark_transform(face, framing):
+    """The similarity that levels the eyes and puts eyes and mouth where FER2013's median face has them."""
+    left, right = face.eyes
+    mouth = face.mouth
+    eye_middle = (left + right) / 2
+    dx, dy = right - left
+    angle = math.atan2(dy, dx)
+    measured = math.hypot(math.hypot(dx, dy), np.linalg.norm(mouth - eye_middle))
+    target_mouth = np.asarray(framing["mouth"])
+    target_middle = np.asarray(framing["eye_middle"])
+    target = math.hypot(framing["eye_distance"], np.linalg.norm(target_mouth - target_middle))
+    scale = target / measured
+    cos, sin = scale * math.cos(angle), scale * math.sin(angle)
+    linear = np.array([[cos, sin], [-sin, cos]])  # rotates the eye line to level, and scales
+    anchor = (eye_middle + mouth) / 2
+    shift = (target_middle + target_mouth) / 2 - linear @ anchor
+    return np.hstack([linear, shift[:, None]])
+
+
+def crop_face(image, face, channels, align=True):
+    """The face as uint8 (48, 48, channels): gray for 1 channel, RGB for 3.
+
+    Args:
+        image: uint8 BGR (H, W, 3).
+        face: a `DetectedFace`.
+        channels: 1 or 3, as the model wants.
+        align: see `crop_transform`.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"`channels` must be 1 or 3. Received: channels={channels!r}")
+    transform = crop_transform(face, align)
+    oversampling = int(min(max(math.ceil(1.0 / abs(np.linalg.det(transform[:, :2])) ** 0.5), 1), MAX_OVERSAMPLING))
+    side = FACE_SIDE * oversampling
+    crop = cv2.warpAffine(image, transform * [[oversampling], [oversampling]], (side, side),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if oversampling > 1:
+        crop = cv2.resize(crop, (FACE_SIDE, FACE_SIDE), interpolation=cv2.INTER_AREA)
+    if channels == 1:
+        return cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)[..., None]
+    return cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
