@@ -3,10 +3,11 @@
 The clip is made here: scikit-image's astronaut (a real photograph) sliding across a 640x480
 gray canvas, 30 frames per second, written as MJPG AVI with OpenCV. Each row runs the whole
 video path of `predict.py` in this process (`keras_fer.predict.predict_video`: decoding,
-Haar detection every N-th frame, IoU tracking, batched classification, the CSV records) and
-reports frames / wall seconds, after one untimed pass that loads and warms the model. The
-default row uses `predict.py`'s defaults: the shipped model as a dynamic-range TFLite file
-(every core), detection every 2nd frame on a frame resized to 0.75, 8 frames a batch.
+face detection every N-th frame, tracking, aligned crops, batched classification, the CSV
+records) and reports frames / wall seconds, after one untimed pass that loads and warms the
+model. The default row uses `predict.py`'s defaults: the shipped model as a dynamic-range TFLite
+file (every core), the BlazeFace detector every `DEFAULT_DETECT_EVERY`-th frame at
+`DEFAULT_DETECT_SCALE`, 8 frames a batch.
 
     python -m benchmarks.video            # about 3 minutes on 2 cores
     python -m benchmarks.video --quick    # a 2-second clip, fewer rows
@@ -51,17 +52,17 @@ def write_moving_face_clip(path, frames, fps=FPS, step=2):
     return str(path)
 
 
-def measure(clip, model, detect_every, detect_scale, video_out, directory):
+def measure(clip, model, detector, detect_every, detect_scale, video_out, directory):
     """(frames per second, frames, faces) of one predict.py video run, after a warm-up run."""
     from keras_fer.predict import parse_args, predict_video
     from keras_fer.recognizer import FaceExpressionRecognizer
 
     arguments = [clip, "--csv", str(directory / "records.csv"), "--detect-every", str(detect_every),
-                 "--detect-scale", str(detect_scale)]
+                 "--detect-scale", str(detect_scale), "--detector", detector]
     if video_out:
         arguments += ["--video-out", str(directory / "annotated.avi")]
     args = parse_args(arguments)
-    recognizer = FaceExpressionRecognizer(model)
+    recognizer = FaceExpressionRecognizer(model, min_face_size=args.min_face_size, detector=detector)
     predict_video(recognizer, clip, args)  # warm-up: graph tracing, interpreter allocation, caches
     start = time.perf_counter()
     frames = predict_video(recognizer, clip, args)
@@ -79,15 +80,23 @@ def main() -> None:
     output = args.output or RESULTS_DIR / ("video_quick.json" if args.quick else "video.json")
 
     from keras_fer import pretrained
+    from keras_fer.predict import DEFAULT_DETECT_EVERY as EVERY
+    from keras_fer.predict import DEFAULT_DETECT_SCALE as SCALE
 
     tflite = str(pretrained.tflite_file("fer2013", "dynamic"))
     rows = [
-        ("default", "predict.py defaults: preset as dynamic-range TFLite, detection every 2nd frame at 0.75 size, "
-                    "batch 8", tflite, 2, 0.75, False),
-        ("detect_every_1", "the same, detection on every frame", tflite, 1, 0.75, False),
-        ("detect_full_size", "the same, detection every 2nd frame on the full 640x480 frame", tflite, 2, 1.0, False),
-        ("default_with_video_out", "defaults plus the annotated video (--video-out, MJPG AVI)", tflite, 2, 0.75, True),
-        ("keras_preset", "defaults with the preset as a Keras model (--model fer2013)", "fer2013", 2, 0.75, False),
+        ("default", f"predict.py defaults: preset as dynamic-range TFLite, BlazeFace every {EVERY} frames at scale "
+                    f"{SCALE}, batch 8", tflite, "blazeface", EVERY, SCALE, False),
+        ("detect_every_1", "the same, detection on every frame", tflite, "blazeface", 1, SCALE, False),
+        ("detect_every_2", "the same, detection every 2nd frame", tflite, "blazeface", 2, SCALE, False),
+        ("detect_every_5", "the same, detection every 5th frame", tflite, "blazeface", 5, SCALE, False),
+        ("mtcnn", "defaults with --detector mtcnn", tflite, "mtcnn", EVERY, SCALE, False),
+        ("cascade", "defaults with --detector cascade (the earlier default detector)", tflite, "cascade", EVERY,
+         SCALE, False),
+        ("default_with_video_out", "defaults plus the annotated video (--video-out, MJPG AVI)", tflite, "blazeface",
+         EVERY, SCALE, True),
+        ("keras_preset", "defaults with the preset as a Keras model (--model fer2013)", "fer2013", "blazeface", EVERY,
+         SCALE, False),
     ]
     if args.quick:
         rows = rows[:1] + rows[-1:]
@@ -102,11 +111,11 @@ def main() -> None:
         seconds = 2 if args.quick else 10
         clip = write_moving_face_clip(directory / "clip.avi", int(seconds * FPS))
         report["video"]["frames"] = int(seconds * FPS)
-        for name, what, model, detect_every, detect_scale, video_out in rows:
-            fps, frames, faces = measure(clip, model, detect_every, detect_scale, video_out, directory)
+        for name, what, model, detector, detect_every, detect_scale, video_out in rows:
+            fps, frames, faces = measure(clip, model, detector, detect_every, detect_scale, video_out, directory)
             report["results"][name] = {"what": what, "frames_per_second": round(fps, 1), "frames": frames,
-                                       "faces": faces, "detect_every": detect_every, "detect_scale": detect_scale,
-                                       "batch_frames": 8}
+                                       "faces": faces, "detector": detector, "detect_every": detect_every,
+                                       "detect_scale": detect_scale, "batch_frames": 8}
             print(f"{name}: {fps:.1f} frames/s ({faces} faces in {frames} frames)", flush=True)
     write_report(report, output)
 

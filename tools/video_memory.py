@@ -16,6 +16,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.video import write_moving_face_clip  # noqa: E402
 from keras_fer import pretrained  # noqa: E402
+from keras_fer.predict import DEFAULT_DETECT_EVERY, DEFAULT_DETECT_SCALE  # noqa: E402
 from keras_fer.recognizer import FaceExpressionRecognizer  # noqa: E402
 from keras_fer.video import analyze_video  # noqa: E402
 from keras_fer.video_outputs import AnnotatedVideoWriter, RecordWriter  # noqa: E402
@@ -38,7 +39,8 @@ def main():
         records = RecordWriter(recognizer.class_names, f"{directory}/records.csv")
         video = AnnotatedVideoWriter(f"{directory}/annotated.avi", 30.0)
         resident = {}
-        for frame in analyze_video(recognizer, clip, detect_every=2, detect_scale=0.75):
+        frames = analyze_video(recognizer, clip, detect_every=DEFAULT_DETECT_EVERY, detect_scale=DEFAULT_DETECT_SCALE)
+        for frame in frames:
             records.write(frame)
             video.write(frame)
             if frame.index + 1 in MARKS:
