@@ -195,7 +195,14 @@ def load_model_file(path):
 
 
 def labels_of_run(model_path):
-    """`(labels, ferplus_path)` from the config.yaml beside a model of a run directory, if any."""
+    """`(labels, ferplus_path)` of a model: a preset's recorded label mode, or the config.yaml beside a run's model.
+
+    A preset records no FERPlus file (it lies outside the package): `--ferplus` gives it.
+    """
+    from keras_fer import pretrained
+
+    if pretrained.names_a_preset(model_path):
+        return pretrained.metadata(model_path)["provenance"].get("labels", "fer2013"), None
     run_config = Path(model_path).resolve().parent / "config.yaml"
     if not run_config.is_file():
         return "fer2013", None

@@ -80,8 +80,8 @@ class ParityError(RuntimeError):
 # Faces for calibration and parity.
 
 
-def read_faces(data_path, usage, limit, seed):
-    """Up to `limit` faces of a FER2013 CSV split and their labels, shuffled with `seed`.
+def read_faces(data_path, usage, limit, seed, labels="fer2013", ferplus_path=None):
+    """Up to `limit` faces of a FER2013 CSV split and their labels (in label mode `labels`), shuffled with `seed`.
 
     Without `data_path`, synthetic faces (`keras_fer.data.synthetic_faces`) drawn with a seed
     per split, so calibration and parity faces differ.
@@ -95,9 +95,9 @@ def read_faces(data_path, usage, limit, seed):
 
     # The whole split in file order, then a NumPy draw: a tf.data shuffle would also depend on
     # TensorFlow's global seed, so the same `seed` gave other faces after any set_random_seed.
-    images, labels = read_fer2013(data_path, usage=usage)
+    images, targets = read_fer2013(data_path, usage=usage, labels=labels, ferplus_path=ferplus_path)
     chosen = np.random.default_rng(seed).permutation(len(images))[:limit]
-    return images[chosen], labels[chosen]
+    return images[chosen], targets[chosen]
 
 
 def run_data_path(model_path):
@@ -198,6 +198,8 @@ def export(
     parity_samples=500,
     seed=0,
     min_top1_agreement=None,
+    labels=None,
+    ferplus_path=None,
 ):
     """Exports `model_path` and checks every export; see the module docstring.
 
@@ -218,6 +220,8 @@ def export(
         calibration_samples, parity_samples: how many faces each uses.
         seed: shuffles the faces taken from the CSVs.
         min_top1_agreement: dict overriding some of MIN_TOP1_AGREEMENT's thresholds.
+        labels, ferplus_path: the label mode of the parity faces' accuracy and its FERPlus vote
+            file; default the model's (a preset's record, or the run's config.yaml).
     Returns:
         The report (dict), also written to `output_dir/export_parity.json`.
     Raises:
@@ -238,8 +242,13 @@ def export(
     representative_data = representative_data or run_data_path(model_path)
     if parity_split not in USAGES:
         raise ValueError(f"`parity_split` must be one of {USAGES}. Received: {parity_split!r}")
+    from keras_fer.evaluation import labels_of_run
+
+    run_labels, run_ferplus = labels_of_run(model_path)
+    labels, ferplus_path = labels or run_labels, ferplus_path or run_ferplus
     try:
-        parity_faces, parity_labels = read_faces(parity_data or representative_data, parity_split, parity_samples, seed)
+        parity_faces, parity_labels = read_faces(parity_data or representative_data, parity_split, parity_samples, seed,
+                                                 labels, ferplus_path)
     except ValueError as error:  # typically a file without that split (the shared one has no PrivateTest)
         raise ValueError(f"{error} (reading the {parity_split} split for the parity check; parity_split, "
                          "--parity-split on the command line, picks another)") from None
@@ -253,6 +262,7 @@ def export(
         "parity_data": {
             "source": parity_data or representative_data or "synthetic_faces",
             "split": parity_split,
+            "labels": labels,
             "images": int(len(parity_faces)),
             "keras_accuracy": accuracy(reference, parity_labels),
         },
@@ -338,6 +348,9 @@ def parse_args(argv=None):
     parser.add_argument("--calibration-samples", type=int, default=500)
     parser.add_argument("--parity-samples", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--labels", choices=("fer2013", "ferplus", "ferplus8"),
+                        help="label mode of the parity faces' accuracy (default: the model's)")
+    parser.add_argument("--ferplus", help="FERPlus vote file fer2013new.csv, for the ferplus label modes")
     return parser.parse_args(argv)
 
 
@@ -349,6 +362,7 @@ def main(argv=None):
             args.model, args.output_dir, args.export_format, args.quantizations, args.model_name, args.version,
             args.class_names.split(",") if args.class_names else None, args.representative_data,
             args.parity_data, args.parity_split, args.calibration_samples, args.parity_samples, args.seed,
+            labels=args.labels, ferplus_path=args.ferplus,
         )
     # ValueError and OSError: a representative-data CSV that is missing, breaks the format
     # (FER2013FormatError) or lacks a split; their messages name the file.

@@ -169,3 +169,17 @@ def test_a_preset_loads_without_the_export_module():
             "assert 'keras_fer.export' not in sys.modules, sorted(m for m in sys.modules if 'keras_fer' in m)")
     process = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert process.returncode == 0, process.stderr[-2000:]
+
+
+@pytest.mark.parametrize("detector, has_landmarks", [("cascade", False), ("mtcnn", True)])
+def test_predict_py_takes_another_detector_and_reports_its_landmarks(tmp_path, capsys, detector, has_landmarks):
+    from keras_fer.predict import main
+
+    photo = tmp_path / "astronaut.png"
+    cv2.imwrite(str(photo), astronaut_bgr())
+    assert main([str(photo), "--detector", detector, "--no-align"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    record = json.loads(line)
+    assert ("landmarks" in record) == has_landmarks
+    reference = make_detector("blazeface", min_face_size=40).detect(astronaut_bgr())[0]
+    assert iou(tuple(record["box"]), reference.box) > 0.4

@@ -1,5 +1,6 @@
 """The shipped model: its file and sha256, loading on both backends, its recorded accuracy, packaging."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_backends import CROSS_BACKEND_ATOL, FACES, run_on_jax
+from test_predict import ASTRONAUT
 
 from keras_fer import pretrained
 
@@ -16,6 +18,7 @@ from keras_fer import pretrained
 # `from conftest import ...` may find that one.
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_CSV = REPO_ROOT.parent / "shared" / "data" / "fer2013" / "fer2013_train_public.csv.gz"
+SHARED_FERPLUS = REPO_ROOT.parent / "shared" / "data" / "fer2013" / "fer2013new.csv"
 MAX_SHIPPED_BYTES = 40 * 2**20
 # Top-1 agreement of int8 with the Keras model that a well-trained model must reach.
 INT8_AGREEMENT_GOAL = 0.98
@@ -26,9 +29,10 @@ def shipped():
     return pretrained.load("fer2013")
 
 
-def test_the_shipped_file_has_its_registered_sha256_and_fits_the_size_limit():
-    path = pretrained.preset_path("fer2013")
-    assert pretrained.file_sha256(path) == pretrained.PRESETS["fer2013"]["sha256"]
+@pytest.mark.parametrize("name", pretrained.available())
+def test_every_shipped_file_has_its_registered_sha256_and_fits_the_size_limit(name):
+    path = pretrained.preset_path(name)
+    assert pretrained.file_sha256(path) == pretrained.PRESETS[name]["sha256"]
     assert path.stat().st_size <= MAX_SHIPPED_BYTES
 
 
@@ -45,7 +49,7 @@ def test_a_damaged_file_is_refused_with_both_digests(tmp_path):
 
 
 def test_an_unknown_preset_name_is_quoted_with_the_available_ones():
-    with pytest.raises(pretrained.PresetError, match=r"Unknown preset 'fer2014'; available: fer2013"):
+    with pytest.raises(pretrained.PresetError, match=r"Unknown preset 'fer2014'; available: fer2013, ferplus"):
         pretrained.load("fer2014")
 
 
@@ -69,6 +73,32 @@ def test_the_shipped_model_reproduces_its_recorded_publictest_accuracy_exactly(s
     assert report["num_images"] == recorded["num_images"] == 3589
     assert report["accuracy"] == recorded["accuracy"]
     assert report["confusion_matrix"] == recorded["confusion_matrix"]
+
+
+@pytest.mark.skipif(not SHARED_FERPLUS.exists(), reason="needs the real FER2013 and FERPlus files in ../shared")
+def test_the_ferplus_preset_reproduces_its_recorded_ferplus_publictest_accuracy_exactly():
+    from keras_fer.evaluation import evaluate_split
+
+    model = pretrained.load("ferplus")
+    record = pretrained.metadata("ferplus")
+    assert model.class_names == ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral", "Contempt")
+    assert record["provenance"]["labels"] == "ferplus8"
+    recorded = record["provenance"]["shipped_validation"]
+    report = evaluate_split(model, SHARED_CSV, "PublicTest", labels="ferplus8", ferplus_path=SHARED_FERPLUS,
+                            class_names=model.class_names)
+    assert report["num_images"] == recorded["num_images"] == 3396
+    assert report["accuracy"] == recorded["accuracy"]
+    assert report["confusion_matrix"] == recorded["confusion_matrix"]
+
+
+def test_predict_py_labels_a_photo_with_the_ferplus_preset():
+    process = subprocess.run([sys.executable, "predict.py", "--model", "ferplus", ASTRONAUT], cwd=REPO_ROOT,
+                             capture_output=True, text=True, timeout=600)
+    assert process.returncode == 0, process.stderr[-2000:]
+    (line,) = process.stdout.splitlines()
+    face = json.loads(line)
+    assert len(face["probabilities"]) == 8 and "Contempt" in face["probabilities"]
+    assert face["label"] == max(face["probabilities"], key=face["probabilities"].get)
 
 
 def test_the_shipped_model_loads_on_jax_with_the_same_outputs(tmp_path, shipped):
@@ -100,8 +130,9 @@ def test_a_plain_pip_install_ships_the_model_file(tmp_path):
     )
     (wheel,) = tmp_path.glob("keras_fer-*.whl")
     with zipfile.ZipFile(wheel) as archive:
-        info = archive.getinfo("keras_fer/presets/fer2013.npz")
-    assert info.file_size == pretrained.preset_path("fer2013").stat().st_size
+        for name in pretrained.available():
+            info = archive.getinfo(f"keras_fer/presets/{pretrained.PRESETS[name]['file']}")
+            assert info.file_size == pretrained.preset_path(name).stat().st_size
 
 
 @pytest.mark.skipif(not SHARED_CSV.exists(), reason="needs the real FER2013 file in ../shared")

@@ -159,3 +159,14 @@ def test_readme_table_is_the_one_generated_from_the_committed_results():
     block = readme[readme.index(results_table.START_MARKER):readme.index(results_table.END_MARKER)]
     expected = results_table.markdown_table(results_table.load_runs(repo / "results"))
     assert block + results_table.END_MARKER == expected, "run `python tools/results_table.py --readme README.md`"
+
+
+def test_the_table_holds_one_label_mode_and_a_ferplus_run_has_its_own(ablation):
+    write_run(ablation, "ferplus8_cpu", 0.8512, ["data.labels=ferplus8", "data.ferplus_path=votes.csv"])
+    assert set(table_rows(results_table.markdown_table(results_table.load_runs(ablation)))) == {
+        "[fer2013_cpu](results/fer2013_cpu/)", "[fer2013_cpu_no_masks](results/fer2013_cpu_no_masks/)",
+        "[fer2013_cpu_no_eca](results/fer2013_cpu_no_eca/)"}
+    rows = table_rows(results_table.markdown_table(results_table.load_runs(ablation, labels="ferplus8")))
+    (cells,) = rows.values()
+    assert list(rows) == ["[ferplus8_cpu](results/ferplus8_cpu/)"] and cells[3] == "85.12% (PublicTest)"
+    assert cells[5] == "—"  # the paper's figure is FER2013's

@@ -7,8 +7,10 @@ figures with confusion matrices, commit, seed, wall time), `history.csv`, and `c
 run and prints Markdown: a table, one row per run, with the paper's figures beside; the
 per-class recall of every run; a sentence on what the ablation shows (runs whose
 configurations differ only in `model.use_masks` / `model.use_eca`), with the sampling error
-of the accuracies; and each run's confusion matrix. The Markdown sits between two marker comments, so that
-`--readme` can replace the previous table in place:
+of the accuracies; and each run's confusion matrix. The table is of one label mode's runs
+(`--labels`, default fer2013, the README's "Results on FER2013"); runs of other label modes (the
+FERPlus preset's) have their own record and model card. The Markdown sits between two marker
+comments, so that `--readme` can replace the previous table in place:
 
     python tools/results_table.py                      # print the table
     python tools/results_table.py --readme README.md   # rewrite the table between the markers
@@ -91,10 +93,11 @@ def load_run(directory):
         raise ResultsError(f"{directory}: no {error.args[0]!r} in config.yaml or metrics.json") from None
 
 
-def load_runs(results_dir):
-    """Every run under `results_dir` (directories holding a metrics.json), sorted by name."""
+def load_runs(results_dir, labels="fer2013"):
+    """Every run under `results_dir` (directories holding a metrics.json) trained on label mode `labels`, by name."""
     directories = sorted(path.parent for path in Path(results_dir).glob("*/metrics.json"))
-    return [load_run(directory) for directory in directories]
+    runs = [load_run(directory) for directory in directories]
+    return [run for run in runs if run["config"]["data"]["labels"] == labels]
 
 
 def config_without(run, keys):
@@ -202,7 +205,8 @@ def markdown_table(runs):
               "paper's FER2013 test accuracy", "wall time", "commit"]
     rows = []
     for run in runs:
-        figure, source = PAPER_FIGURES[run["variant"]]
+        # The paper's figures are FER2013's; a run on other labels has none to stand beside.
+        figure, source = PAPER_FIGURES[run["variant"]] if run["config"]["data"]["labels"] == "fer2013" else (None, None)
         rows.append([
             f"[{run['name']}](results/{run['name']}/)", model_name(run),
             f"{run['input_size']}, {run['stem']}, {run['width']}", f"{run['epochs_run']} ({run['best_epoch']})",
@@ -236,9 +240,11 @@ def main(argv=None):
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     parser.add_argument("--results", type=Path, default=Path("results"), help="directory of run directories")
     parser.add_argument("--readme", type=Path, help="rewrite the table between the markers in this file")
+    parser.add_argument("--labels", default="fer2013", choices=config_lib.LABEL_MODES,
+                        help="the label mode whose runs are tabled (default fer2013)")
     args = parser.parse_args(argv)
     try:
-        block = markdown_table(load_runs(args.results))
+        block = markdown_table(load_runs(args.results, args.labels))
         if args.readme:
             args.readme.write_text(replace_between_markers(args.readme.read_text(), block))
         else:

@@ -53,6 +53,7 @@ def main(argv=None):
     validation = metrics["validation"]
     provenance = {
         "run": Path(args.run).name,
+        "labels": config.data.labels,
         "command": commands[0],
         "commit": metrics["code_version"],
         "seed": metrics["seed"],
