@@ -31,7 +31,7 @@ from keras_fer.video_outputs import AnnotatedVideoWriter, RecordWriter, VideoOut
 
 DEFAULT_MODEL = "fer2013"
 # Video defaults: measured by `python -m benchmarks.video` (docs/video.md).
-DEFAULT_DETECT_EVERY = 3
+DEFAULT_DETECT_EVERY = 4
 DEFAULT_DETECT_SCALE = 1.0
 VIDEO_OUTPUTS = ("video_out", "csv", "jsonl", "plot")
 
