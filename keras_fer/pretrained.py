@@ -37,6 +37,12 @@ PRESETS = {
                        "parameters, each face averaged with its mirror image) trained on FER2013 Training by "
                        "configs/fer2013_cpu.yaml; PublicTest 69.30%. See docs/model_card.md.",
     },
+    "ferplus": {
+        "file": "ferplus.npz",
+        "sha256": "b936f1076e011597badb8547a0710e2e3a9c476d46a6a8685e40dbccdc321f69",
+        "description": "the same network trained on FERPlus majority labels (8 classes with Contempt) by "
+                       "configs/ferplus8_cpu.yaml; FERPlus PublicTest 84.78%. See docs/model_card_ferplus.md.",
+    },
 }
 
 
