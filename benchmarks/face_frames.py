@@ -29,6 +29,8 @@ BORDER = 0.2
 PHOTOGRAPHS = ("coffee", "rocket", "chelsea", "hubble_deep_field", "immunohistochemistry", "brick", "grass",
                "gravel", "coins", "moon", "clock", "page")
 BACKGROUNDS = ("flat", *PHOTOGRAPHS)
+# A detection finds a placed face when it overlaps the face's true frame at least this much.
+MATCH_IOU = 0.3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +79,14 @@ def place_face(face, side, canvas, rng):
     left = rng.integers(0, width - big.shape[1] + 1)
     canvas[top : top + big.shape[0], left : left + big.shape[1]] = big[..., None]
     return (int(left + border), int(top + border), side, side)
+
+
+def best_match(faces, box):
+    """The face (anything with a `.box`) overlapping `box` most, if by at least MATCH_IOU; else None."""
+    from keras_fer.tracking import iou
+
+    best = max(faces, key=lambda face: iou(face.box, box), default=None)
+    return best if best is not None and iou(best.box, box) >= MATCH_IOU else None
 
 
 def placed_faces(faces, labels, seed=0, backgrounds=BACKGROUNDS, sides=FACE_SIDES):

@@ -27,10 +27,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from benchmarks.common import DATA_FILE, REPO_ROOT, argument_parser, report_header, summarize_seconds, write_report  # noqa: E402,E501
-from benchmarks.face_frames import FACE_SIDES, placed_faces  # noqa: E402
+from benchmarks.face_frames import FACE_SIDES, MATCH_IOU, best_match, placed_faces  # noqa: E402
 
 OUTPUT = REPO_ROOT / "docs" / "results" / "photo_path.json"
-MATCH_IOU = 0.3
 SIDE_BINS = ((48, 80), (80, 130), (130, 201))
 
 
@@ -43,11 +42,10 @@ def run_variant(recognizer, frames):
         start = time.perf_counter()
         faces = recognizer.recognize(frame.image)
         seconds = time.perf_counter() - start
-        overlaps = [iou(face.box, frame.box) for face in faces]
-        best = int(np.argmax(overlaps)) if faces and max(overlaps) >= MATCH_IOU else None
-        predicted = None if best is None else recognizer.class_names.index(faces[best].label)
-        rows.append({"found": best is not None, "predicted": predicted, "seconds": seconds,
-                     "false_faces": sum(overlap < MATCH_IOU for overlap in overlaps)})
+        match = best_match(faces, frame.box)
+        predicted = None if match is None else recognizer.class_names.index(match.label)
+        rows.append({"found": match is not None, "predicted": predicted, "seconds": seconds,
+                     "false_faces": sum(iou(face.box, frame.box) < MATCH_IOU for face in faces)})
     return rows
 
 

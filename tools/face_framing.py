@@ -28,10 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from benchmarks.common import DATA_FILE, report_header, write_report  # noqa: E402
-from benchmarks.face_frames import placed_faces  # noqa: E402
+from benchmarks.face_frames import best_match, placed_faces  # noqa: E402
 
 OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "results" / "face_framing.json"
-MATCH_IOU = 0.3
 
 
 def box_framing(face, true_box):
@@ -56,14 +55,11 @@ def landmark_framing(face, true_box):
 
 def measure(detector, frames):
     """{"faces", "matched", "box", "landmarks"} medians (and quartiles) over the matched faces."""
-    from keras_fer.tracking import iou
-
     boxes, landmarks = [], []
     for frame in frames:
-        matches = [face for face in detector.detect(frame.image) if iou(face.box, frame.box) >= MATCH_IOU]
-        if not matches:
+        face = best_match(detector.detect(frame.image), frame.box)
+        if face is None:
             continue
-        face = max(matches, key=lambda face: iou(face.box, frame.box))
         boxes.append(box_framing(face, frame.box))
         if face.eyes is not None:
             landmarks.append(landmark_framing(face, frame.box))

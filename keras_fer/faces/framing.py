@@ -90,6 +90,20 @@ def landmark_transform(face, framing):
     return np.hstack([linear, shift[:, None]])
 
 
+def warp_square(image, transform, side):
+    """The `side` x `side` image that the 2x3 `transform` maps `image` to, edges replicated.
+
+    A transform that shrinks is warped at up to `MAX_OVERSAMPLING` times `side` and then area
+    averaged down, as a resize would, instead of sampling every few pixels.
+    """
+    oversampling = int(min(max(math.ceil(1.0 / abs(np.linalg.det(transform[:, :2])) ** 0.5), 1), MAX_OVERSAMPLING))
+    warped = cv2.warpAffine(image, transform * oversampling, (side * oversampling,) * 2, flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE)
+    if oversampling > 1:
+        warped = cv2.resize(warped, (side, side), interpolation=cv2.INTER_AREA)
+    return warped
+
+
 def crop_face(image, face, channels, align=True):
     """The face as uint8 (48, 48, channels): gray for 1 channel, RGB for 3.
 
@@ -101,13 +115,7 @@ def crop_face(image, face, channels, align=True):
     """
     if channels not in (1, 3):
         raise ValueError(f"`channels` must be 1 or 3. Received: channels={channels!r}")
-    transform = crop_transform(face, align)
-    oversampling = int(min(max(math.ceil(1.0 / abs(np.linalg.det(transform[:, :2])) ** 0.5), 1), MAX_OVERSAMPLING))
-    side = FACE_SIDE * oversampling
-    crop = cv2.warpAffine(image, transform * [[oversampling], [oversampling]], (side, side),
-                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    if oversampling > 1:
-        crop = cv2.resize(crop, (FACE_SIDE, FACE_SIDE), interpolation=cv2.INTER_AREA)
+    crop = warp_square(image, crop_transform(face, align), FACE_SIDE)
     if channels == 1:
         return cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)[..., None]
     return cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
