@@ -12,9 +12,8 @@ import pytest
 
 from keras_fer.config import load_config, to_yaml
 from keras_fer.data import write_synthetic_fer2013
-from keras_fer.training import (
-    CallbackStateBackup, RunError, RunPaths, command_line, prepare_run_directory, read_history, train,
-)
+from keras_fer.training import CallbackStateBackup, RunError, RunPaths, command_line, read_history, train
+from keras_fer.training.run_directory import prepare_run_directory
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
