@@ -19,7 +19,10 @@ def parse_args(argv):
         "Running the same command again on an unfinished run resumes it.",
     )
     parser.add_argument("--config", help="YAML configuration, e.g. configs/paper.yaml (required)")
-    parser.add_argument("--data", help="fer2013.csv or .csv.gz; overrides data.source")
+    parser.add_argument("--data", help="fer2013.csv or .csv.gz, or an image folder DIR/<class>/* or "
+                        "DIR/<split>/<class>/* (docs/data.md); overrides data.source")
+    parser.add_argument("--init", help="start from these weights: a shipped preset (fer2013, ferplus) or a trained "
+                        ".keras file; overrides training.init (fine-tuning: configs/finetune.yaml)")
     parser.add_argument("--output-dir", help="run directory (default: runs/<config name>)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set training.epochs=5 (repeatable)")
@@ -40,7 +43,8 @@ def main(argv=None):
     if args.list_keys:
         print("\n".join(config_lib.describe()))
         return None
-    overrides = args.overrides + ([f"data.source={json.dumps(args.data)}"] if args.data else [])
+    overrides = args.overrides + ([f"data.source={json.dumps(args.data)}"] if args.data else []) \
+        + ([f"training.init={json.dumps(args.init)}"] if args.init else [])
     try:
         config = config_lib.load_config(args.config, overrides)
     except config_lib.ConfigError as error:

@@ -28,7 +28,7 @@ import yaml
 
 SPLITS = ("Training", "PublicTest", "PrivateTest")
 SCHEDULES = ("plateau", "cosine")
-LABEL_MODES = ("fer2013", "ferplus", "ferplus8")
+LABEL_MODES = ("fer2013", "ferplus", "ferplus8", "folders")
 PRECISION_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker")
 _FLOAT_LITERAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
@@ -64,13 +64,21 @@ class SyntheticConfig:
 class DataConfig:
     """Where the faces come from and which splits train, select and test."""
 
-    source: str = field("synthetic", "`synthetic`, or the path of fer2013.csv (plain or .gz); --data sets it")
-    labels: str = field("fer2013", "label mode: fer2013 (7 classes), ferplus (7) or ferplus8 (8)", LABEL_MODES)
+    source: str = field("synthetic", "`synthetic`, the path of fer2013.csv (plain or .gz), or an image folder "
+                        "DIR/<class>/* or DIR/<split>/<class>/* (docs/data.md); --data sets it")
+    labels: str = field("fer2013", "label mode: fer2013 (7 classes), ferplus (7) or ferplus8 (8); with an image "
+                        "folder also `folders`: the classes are the folders' own", LABEL_MODES)
     ferplus_path: typing.Optional[str] = field(None, "FERPlus vote file fer2013new.csv, for the ferplus modes")
     train_split: str = field("Training", "split the model trains on", SPLITS)
     validation_split: str = field("PublicTest", "split that selects the best epoch and drives the callbacks", SPLITS)
     test_split: str = field("PrivateTest", "split reported once at the end; reported absent if the file lacks it", SPLITS)
     cache: bool = field(True, "keep decoded training faces in memory after the first epoch (tf.data)")
+    class_map: typing.Dict[str, str] = field({}, "image folders: folder name -> class name, for folders that are "
+                                             "not a class name or a listed synonym (docs/data.md)")
+    detect_faces: bool = field(False, "image folders: find the face in each image and crop it as photos are "
+                               "cropped (keras_fer.faces), for images that are not face crops already")
+    validation_fraction: float = field(0.1, "image folders without split folders: the share of each class held "
+                                       "out (seeded by training.seed) as the validation split")
     synthetic: SyntheticConfig = field(SyntheticConfig(), "sizes and seed of the synthetic faces")
 
 
@@ -156,6 +164,13 @@ class TrainingConfig:
     label_smoothing: float = field(0.0, "label smoothing of the cross-entropy loss, in [0, 1)")
     reduce_lr: ReduceLRConfig = field(ReduceLRConfig(), "learning-rate reduction on a plateau (schedule: plateau)")
     early_stopping: EarlyStoppingConfig = field(EarlyStoppingConfig(), "early stopping")
+    init: typing.Optional[str] = field(
+        None, "start from these weights: a shipped preset name (fer2013, ferplus) or a trained .keras file; the "
+        "network (model.*) must be the one it was trained as; the classifier's rows of classes it lacks start "
+        "afresh (--init sets it)"
+    )
+    freeze_epochs: int = field(0, "first epochs that train only the classifier, the rest of the network frozen "
+                               "(batch normalization too); then all of it (fine-tuning with training.init)")
     time_limit_minutes: typing.Optional[float] = field(
         None, "stop training (then evaluate as usual) once the next epoch would end past this many minutes; "
         "null for no limit"
@@ -221,6 +236,20 @@ def check_relations(config):
             f"training.warmup_epochs: must be at least 0 and less than training.epochs ({training.epochs}), "
             f"got {training.warmup_epochs}"
         )
+    if not 0 <= training.freeze_epochs < training.epochs:
+        raise ConfigError(
+            f"training.freeze_epochs: must be at least 0 and less than training.epochs ({training.epochs}), "
+            f"got {training.freeze_epochs}"
+        )
+    if training.freeze_epochs and training.init is None:
+        raise ConfigError(f"training.freeze_epochs: {training.freeze_epochs} freezes a network that starts from "
+                          "random weights; set training.init (--init fer2013) or freeze_epochs 0")
+    if not 0.0 < config.data.validation_fraction < 1.0:
+        raise ConfigError(f"data.validation_fraction: must be in (0, 1), got {config.data.validation_fraction}")
+    if config.data.labels == "folders" and os.path.splitext(config.data.source)[1] in (".csv", ".gz") \
+            or config.data.labels == "folders" and config.data.source == "synthetic":
+        raise ConfigError(f"data.labels: `folders` takes its classes from an image folder; data.source is "
+                          f"{config.data.source!r}")
     if not 0.0 <= training.label_smoothing < 1.0:
         raise ConfigError(f"training.label_smoothing: must be in [0, 1), got {training.label_smoothing}")
 
@@ -263,6 +292,12 @@ def _check_value(value, expected, key):
         raise ConfigError(f"{key}: expected {_type_name(expected)}, got {_describe_value(value)}")
     if dataclasses.is_dataclass(expected):
         return from_dict(expected, value, key + ".")
+    if origin is dict:
+        key_type, value_type = typing.get_args(expected)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected {_type_name(expected)}, got {_describe_value(value)}")
+        return {_check_value(name, key_type, f"{key} key"): _check_value(item, value_type, f"{key}[{name!r}]")
+                for name, item in value.items()}
     if origin is list:
         (item_type,) = typing.get_args(expected)
         if not isinstance(value, (list, tuple)):
@@ -285,6 +320,9 @@ def _type_name(expected):
         return " or ".join(_type_name(option) for option in typing.get_args(expected))
     if origin is list:
         return f"a list of {_type_name(typing.get_args(expected)[0])}"
+    if origin is dict:
+        key_type, value_type = typing.get_args(expected)
+        return f"a mapping of {_type_name(key_type)} to {_type_name(value_type)}"
     if expected is type(None):
         return "null"
     if dataclasses.is_dataclass(expected):

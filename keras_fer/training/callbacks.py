@@ -10,6 +10,7 @@ import keras
 
 from keras_fer import files
 from keras_fer.training.distribution import backend_name, uses_tensorflow
+from keras_fer.training.initialization import FreezeBackbone
 
 class CallbackStateBackup(keras.callbacks.Callback):
     """Saves and restores the counters of the monitoring callbacks, for `BackupAndRestore`.
@@ -188,6 +189,7 @@ def make_callbacks(config, paths):
             min_lr=training.reduce_lr.min_lr, verbose=1,
         )
     callbacks = [
+        *([FreezeBackbone(training.freeze_epochs)] if training.freeze_epochs else []),
         keras.callbacks.TerminateOnNaN(),
         EpochThroughput(training.batch_size),
         *([tracked["reduce_lr"]] if "reduce_lr" in tracked else []),

@@ -14,7 +14,8 @@ from keras_fer import data as fer_data
 from keras_fer.training.callbacks import make_callbacks, to_json_number
 from keras_fer.training.data import check_data_source, checked_data, fit_inputs, synthetic_split_sizes
 from keras_fer.training.distribution import adapt_to_multi_worker, backend_name, is_chief, make_strategy
-from keras_fer.training.recipe import compile_model, make_model, train_steps_per_epoch
+from keras_fer.training.initialization import assign_initial_weights
+from keras_fer.training.recipe import compile_model, make_model, model_build_arguments, train_steps_per_epoch
 from keras_fer.training.run_directory import RunError, RunPaths, code_version, prepare_run_directory, record_command
 
 def train(config, output_dir, overwrite=False, dry_run=False, command=None):
@@ -61,6 +62,9 @@ def train(config, output_dir, overwrite=False, dry_run=False, command=None):
 
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = make_model(config, len(class_names))
+        if config.training.init is not None:
+            print(assign_initial_weights(model, config.training.init, class_names,
+                                         model_build_arguments(config, len(class_names))))
         compile_model(model, config, steps_per_epoch)
     callbacks = make_callbacks(config, paths)
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
