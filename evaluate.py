@@ -1,6 +1,7 @@
-"""Evaluate a trained model on one FER2013 split: `python evaluate.py --model M --data D --split S`.
+"""Evaluate a trained model on one FER2013 split, `python evaluate.py --model M --data D --split S`,
+or on a folder of images, one folder per class, `python evaluate.py --model M --data DIR [--split S]`.
 
-See docs/training.md. The work is in `keras_fer.evaluation`.
+See docs/training.md and docs/data.md (image folders). The work is in `keras_fer.evaluation`.
 """
 
 import os

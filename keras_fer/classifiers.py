@@ -243,8 +243,8 @@ def tflite_class_names(path):
 def resolve_class_names(path, num_classes, class_names=None):
     """The class names of a model with `num_classes` outputs.
 
-    In order: `class_names` if given; those of the label mode (`data.labels`) in the
-    `config.yaml` that training writes beside a `.keras` file; the FER2013 names for 7
+    In order: `class_names` if given; the class_names.json that training writes beside a
+    `.keras` file; those of the label mode (`data.labels`) in the `config.yaml` beside it; the FER2013 names for 7
     classes and the FERPlus-8 names for 8.
 
     Raises:
@@ -252,6 +252,10 @@ def resolve_class_names(path, num_classes, class_names=None):
     """
     from keras_fer.data import class_names as names_of_label_mode
 
+    written = os.path.join(os.path.dirname(os.path.abspath(path)), "class_names.json")
+    if class_names is None and os.path.isfile(written):
+        with open(written) as file:
+            class_names = json.load(file)
     labels = run_config(path).get("data", {}).get("labels")
     if class_names is None and labels is None:
         labels = {7: "fer2013", 8: "ferplus8"}.get(num_classes)

@@ -73,8 +73,9 @@ class DataConfig:
     validation_split: str = field("PublicTest", "split that selects the best epoch and drives the callbacks", SPLITS)
     test_split: str = field("PrivateTest", "split reported once at the end; reported absent if the file lacks it", SPLITS)
     cache: bool = field(True, "keep decoded training faces in memory after the first epoch (tf.data)")
-    class_map: typing.Dict[str, str] = field({}, "image folders: folder name -> class name, for folders that are "
-                                             "not a class name or a listed synonym (docs/data.md)")
+    class_map: typing.Dict[str, typing.Optional[str]] = field(
+        {}, "image folders: folder name -> class name, for folders that are not a class name or a listed "
+        "synonym; null leaves a folder out (docs/data.md)")
     detect_faces: bool = field(False, "image folders: find the face in each image and crop it as photos are "
                                "cropped (keras_fer.faces), for images that are not face crops already")
     validation_fraction: float = field(0.1, "image folders without split folders: the share of each class held "

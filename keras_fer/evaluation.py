@@ -1,8 +1,9 @@
 """Evaluating a trained model: classification metrics, test-time augmentation, confusion matrix.
 
 `evaluate.py` runs `main`; training calls `evaluate_split` for its final figures. Faces are
-read with the NumPy reader on every backend (test splits are small), and predictions go
-through `model.predict`, so nothing here needs TensorFlow.
+read with the NumPy readers on every backend (test splits are small): `read_fer2013` for a CSV,
+and `read_image_folder` for a folder of images, one folder per class (docs/data.md, "Image
+folders"; it decodes with TensorFlow). Predictions go through `model.predict`.
 
 Test-time augmentation (TTA), as the FER2013 literature reports it:
 - `flip`: the face and its mirror image, probabilities averaged (2 views);
@@ -142,6 +143,44 @@ def evaluate_split(model, path, split, labels="fer2013", ferplus_path=None, clas
     return report
 
 
+def evaluate_folder(model, folder, split=None, detect_faces=False, tta=None, batch_size=256):
+    """Reads one split (or all) of a scanned image folder and measures `model` on it.
+
+    Args:
+        model: a Keras model whose outputs are indexed as `folder.class_names`.
+        folder: a `keras_fer.data.ImageFolder` (`scan_image_folder`), scanned with the model's
+            label mode or class names so that the labels index the model's outputs.
+        split: "Training", "PublicTest", "PrivateTest", or None for every image of the folder.
+        detect_faces: find and crop the face in each image (images that are not crops).
+        tta, batch_size: as in `predict_probabilities`.
+    Returns:
+        `classification_metrics(...)` plus `split` ("all" for None), `tta`, `unreadable` (files left
+        out by the header check) and `skipped` (files dropped while reading: damaged, or no face),
+        each a list of {"path", "reason"}.
+    Raises:
+        ValueError: no image of the split could be read.
+
+    Example:
+    >>> from keras_fer import data, pretrained
+    >>> folder = data.scan_image_folder("faces/", labels="fer2013")  # doctest: +SKIP
+    >>> evaluate_folder(pretrained.load("fer2013"), folder)["accuracy"]  # doctest: +SKIP
+    0.69
+    """
+    from keras_fer import data as fer_data
+
+    images, targets = fer_data.read_image_folder(folder, split, detect_faces=detect_faces)
+    if not len(images):
+        raise ValueError(f"{folder.root}: none of the {folder.count(split)} images of split {split or 'all'} "
+                         f"could be read ({len(folder.skipped)} skipped)")
+    probabilities = predict_probabilities(model, images, tta=tta, batch_size=batch_size)
+    report = {"split": split or "all", "tta": tta}
+    report.update(classification_metrics(targets, probabilities.argmax(axis=-1), folder.class_names))
+    chosen = {path for name in ([split] if split else folder.splits) for path in folder.splits[name][0]}
+    report["unreadable"] = [{"path": path, "reason": reason} for path, reason in folder.unreadable]
+    report["skipped"] = [{"path": path, "reason": reason} for path, reason in folder.skipped.items() if path in chosen]
+    return report
+
+
 def plot_confusion_matrix(normalized, class_names, path, title=None):
     """Writes the row-normalized confusion matrix as a PNG, a value in every cell.
 
@@ -212,6 +251,79 @@ def labels_of_run(model_path):
     return data.labels, data.ferplus_path
 
 
+def run_folder_settings(model_path):
+    """How the run beside `model_path` read image folders, from its config.yaml; defaults for a preset.
+
+    Returns:
+        A dict: `source` (the training data, or None), `class_map`, `detect_faces`,
+        `validation_fraction` and `seed` (of the validation split), and `class_names` (the run's
+        class_names.json, or None).
+    """
+    from keras_fer import pretrained
+
+    settings = {"source": None, "class_map": {}, "detect_faces": False, "validation_fraction": 0.1, "seed": 0,
+                "class_names": None}
+    run_config = Path(model_path).resolve().parent / "config.yaml"
+    written_classes = run_config.parent / "class_names.json"
+    if written_classes.is_file() and not pretrained.names_a_preset(model_path):
+        settings["class_names"] = tuple(json.loads(written_classes.read_text()))
+    if pretrained.names_a_preset(model_path) or not run_config.is_file():
+        return settings
+    from keras_fer.config import load_config
+
+    config = load_config(run_config)
+    data = config.data
+    # getattr: a run written before image folders existed has none of these keys.
+    settings.update(source=getattr(data, "source", None), class_map=dict(getattr(data, "class_map", None) or {}),
+                    detect_faces=bool(getattr(data, "detect_faces", False)),
+                    validation_fraction=getattr(data, "validation_fraction", 0.1),
+                    seed=getattr(getattr(config, "training", None), "seed", 0))
+    return settings
+
+
+def scan_evaluation_folder(data_dir, split, labels, settings, class_map=None):
+    """Scans the folder `--data` names with the model's classes, so that labels index its outputs.
+
+    Args:
+        data_dir: the image folder.
+        split: `--split`, or None for every image (a folder without split folders only).
+        labels: the model's label mode; for "folders", the run's recorded classes
+            (class_names.json), else those of its training folder (`settings["source"]`) when
+            it is one, else those of `data_dir`.
+        settings: `run_folder_settings(...)`.
+        class_map: `--class-map`, overriding the run's.
+    Raises:
+        ValueError: the folder cannot be read in that mode (a class the model lacks, an unknown
+            folder), or the split is missing or needed.
+    """
+    from keras_fer import data as fer_data
+
+    class_map = class_map if class_map is not None else settings["class_map"]
+    classes = labels
+    if labels == "folders" and settings["class_names"]:
+        classes = settings["class_names"]
+    elif labels == "folders" and settings["source"] and fer_data.is_image_folder(settings["source"]):
+        classes = fer_data.folder_class_names(settings["source"], "folders", settings["class_map"])
+    try:
+        folder = fer_data.scan_image_folder(data_dir, labels=classes, class_map=class_map,
+                                            validation_fraction=settings["validation_fraction"], seed=settings["seed"])
+    except fer_data.FolderFormatError as error:
+        raise ValueError(f"--data {data_dir}: {error}") from None
+    if split is None and folder.has_split_folders:
+        raise ValueError(f"--data {data_dir} has split folders ({', '.join(folder.splits)}): pick one with --split")
+    if split is not None and split not in folder.splits:
+        raise ValueError(f"--data {data_dir} has no {split} images (it holds {', '.join(folder.splits)})")
+    return folder
+
+
+def check_model_classes(model, class_names, model_path):
+    """Raises ValueError unless the model has one output per class (the folder's classes index them)."""
+    outputs = model.output_shape[-1]
+    if outputs != len(class_names):
+        raise ValueError(f"--model {model_path} has {outputs} outputs, but the data's classes are {len(class_names)}: "
+                         f"{', '.join(class_names)}")
+
+
 def check_split_present(path, split, labels, ferplus_path):
     """Raises ValueError if the file (validated on the way) has no rows of `split` to measure."""
     from keras_fer import data as fer_data
@@ -248,19 +360,33 @@ def write_report(report, output_dir):
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="evaluate.py",
-        description="Measure a trained .keras model on one split of a FER2013 CSV: accuracy, per-class "
-        "precision/recall/F1, macro F1, confusion matrix (metrics.json) and its figure (confusion_matrix.png).",
+        description="Measure a trained .keras model on one split of a FER2013 CSV, or on a folder of images "
+        "(one folder per class): accuracy, per-class precision/recall/F1, macro F1, confusion matrix "
+        "(metrics.json) and its figure (confusion_matrix.png).",
     )
     parser.add_argument("--model", required=True,
                         help="trained model, e.g. runs/quickstart/best.keras, or a shipped preset name (fer2013)")
-    parser.add_argument("--data", required=True, help="fer2013.csv or .csv.gz (a run's data/synthetic_fer2013.csv)")
-    parser.add_argument("--split", required=True, choices=("Training", "PublicTest", "PrivateTest"))
-    parser.add_argument("--output-dir", help="where to write (default: evaluation-SPLIT[-TTA] beside the model)")
+    parser.add_argument("--data", required=True,
+                        help="fer2013.csv or .csv.gz (a run's data/synthetic_fer2013.csv), or an image folder "
+                        "DIR/<class>/* or DIR/<split>/<class>/* (docs/data.md), read with the model's classes")
+    parser.add_argument("--split", choices=("Training", "PublicTest", "PrivateTest"),
+                        help="the split to measure: required for a CSV and for a folder with split folders "
+                        "(train/val/test); a folder of class folders alone is measured whole by default, and "
+                        "--split Training/PublicTest picks the seeded validation split training drew from it")
+    parser.add_argument("--output-dir", help="where to write (default: evaluation-SPLIT[-TTA] beside the model, "
+                        "evaluation-all for a whole folder)")
     parser.add_argument("--tta", nargs="?", const="ten-crop", choices=TTA_MODES,
                         help="test-time augmentation: ten-crop (default when given) or flip")
-    parser.add_argument("--labels", choices=("fer2013", "ferplus", "ferplus8"),
-                        help="label mode (default: the run's config.yaml beside the model, else fer2013)")
+    parser.add_argument("--labels", choices=("fer2013", "ferplus", "ferplus8", "folders"),
+                        help="label mode (default: the run's config.yaml beside the model, else fer2013); "
+                        "folders: the classes of the run's training folder")
     parser.add_argument("--ferplus", help="FERPlus vote file fer2013new.csv, for the ferplus label modes")
+    parser.add_argument("--class-map", nargs="+", metavar="FOLDER=CLASS",
+                        help="image folders: class of a folder not named by a class or synonym, e.g. 1=Surprise "
+                        "(FOLDER= leaves it out); default: the run's data.class_map")
+    parser.add_argument("--detect-faces", action="store_true", default=None,
+                        help="image folders: find and crop the face in each image (default: the run's "
+                        "data.detect_faces, else off: the images are face crops)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--overwrite", action="store_true", help="replace what the output directory holds")
     return parser.parse_args(argv)
@@ -268,27 +394,54 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    folder = None
     try:
-        if not os.path.isfile(args.data):
-            raise ValueError(f"--data {args.data}: no such file")
         labels, ferplus_path = labels_of_run(args.model)
         labels, ferplus_path = args.labels or labels, args.ferplus or ferplus_path
-        check_split_present(args.data, args.split, labels, ferplus_path)
-        default_dir = Path(args.model).parent / (f"evaluation-{args.split}" + (f"-{args.tta}" if args.tta else ""))
+        from keras_fer.data import is_image_folder, parse_class_map
+
+        if is_image_folder(args.data):
+            settings = run_folder_settings(args.model)
+            detect_faces = settings["detect_faces"] if args.detect_faces is None else args.detect_faces
+            folder = scan_evaluation_folder(args.data, args.split, labels, settings, parse_class_map(args.class_map))
+        else:
+            if not os.path.isfile(args.data):
+                raise ValueError(f"--data {args.data}: no such file")
+            if args.split is None:
+                raise ValueError(f"--data {args.data} is a CSV: pick a split with --split (Training, PublicTest or "
+                                 "PrivateTest)")
+            check_split_present(args.data, args.split, labels, ferplus_path)
+        split_name = args.split or "all"
+        default_dir = Path(args.model).parent / (f"evaluation-{split_name}" + (f"-{args.tta}" if args.tta else ""))
         output_dir = check_output_dir(args.output_dir or default_dir, args.overwrite)
         model = load_model_file(args.model)
+        if folder is not None:
+            check_model_classes(model, folder.class_names, args.model)
     except ValueError as error:
         sys.exit(f"evaluate.py: error: {error}")
     import keras
 
     print(f"Keras {keras.__version__}, backend {keras.backend.backend()}")
-    report = evaluate_split(model, args.data, args.split, labels=labels, ferplus_path=ferplus_path,
-                            tta=args.tta, batch_size=args.batch_size)
+    if folder is None:
+        report = evaluate_split(model, args.data, args.split, labels=labels, ferplus_path=ferplus_path,
+                                tta=args.tta, batch_size=args.batch_size)
+    else:
+        try:
+            report = evaluate_folder(model, folder, args.split, detect_faces=detect_faces, tta=args.tta,
+                                     batch_size=args.batch_size)
+        except ValueError as error:
+            sys.exit(f"evaluate.py: error: {error}")
+        for kind in ("unreadable", "skipped"):
+            if report[kind]:
+                print(f"{kind}: {len(report[kind])} files left out: "
+                      + "; ".join(f"{item['path']} ({item['reason']})" for item in report[kind][:10])
+                      + (f"; and {len(report[kind]) - 10} more (metrics.json lists them)" if len(report[kind]) > 10
+                         else ""))
     report.update({"model": str(args.model), "data": str(args.data), "labels": labels})
     try:
         write_report(report, output_dir)
     except files.FileWriteError as error:
         sys.exit(f"evaluate.py: error: {error}")
-    print(f"{args.split}: accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f} "
+    print(f"{split_name}: accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f} "
           f"({report['num_images']} faces); wrote {output_dir / 'metrics.json'} and confusion_matrix.png")
     return report

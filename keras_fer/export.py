@@ -80,32 +80,43 @@ class ParityError(RuntimeError):
 # Faces for calibration and parity.
 
 
-def read_faces(data_path, usage, limit, seed, labels="fer2013", ferplus_path=None):
-    """Up to `limit` faces of a FER2013 CSV split and their labels (in label mode `labels`), shuffled with `seed`.
+def read_faces(data_path, usage, limit, seed, labels="fer2013", ferplus_path=None, class_map=None):
+    """Up to `limit` faces of a data split and their labels (in label mode `labels`), shuffled with `seed`.
 
-    Without `data_path`, synthetic faces (`keras_fer.data.synthetic_faces`) drawn with a seed
-    per split, so calibration and parity faces differ.
+    `data_path` is a FER2013 CSV or an image folder (read with `labels`, a label mode or the
+    model's class names, and the run's `class_map`). Without `data_path`, synthetic faces
+    (`keras_fer.data.synthetic_faces`) drawn with a seed per split, so calibration and parity
+    faces differ.
 
     Returns:
         (faces, labels): uint8 (N, 48, 48, 1) and int (N,) class indices.
     """
     if data_path is None:
         return synthetic_faces(limit, seed=seed + (0 if usage == CALIBRATION_SPLIT else 1000))
-    from keras_fer.data import read_fer2013
+    from keras_fer.data import FolderFormatError, is_image_folder, read_fer2013, read_image_folder, scan_image_folder
 
     # The whole split in file order, then a NumPy draw: a tf.data shuffle would also depend on
     # TensorFlow's global seed, so the same `seed` gave other faces after any set_random_seed.
-    images, targets = read_fer2013(data_path, usage=usage, labels=labels, ferplus_path=ferplus_path)
+    if is_image_folder(data_path):
+        try:
+            folder = scan_image_folder(data_path, labels=labels, class_map=class_map)
+        except FolderFormatError as error:
+            raise ValueError(str(error)) from None
+        if usage not in folder.splits:
+            raise ValueError(f"{data_path} has no {usage} images (it holds {', '.join(folder.splits)})")
+        images, targets = read_image_folder(folder, usage)
+    else:
+        images, targets = read_fer2013(data_path, usage=usage, labels=labels, ferplus_path=ferplus_path)
     chosen = np.random.default_rng(seed).permutation(len(images))[:limit]
     return images[chosen], targets[chosen]
 
 
 def run_data_path(model_path):
-    """The FER2013 CSV that the run beside `model_path` trained on, if it is there, else None."""
+    """The FER2013 CSV or image folder that the run beside `model_path` trained on, if it is there, else None."""
     source = run_config(model_path).get("data", {}).get("source")
     run_dir = os.path.dirname(os.path.abspath(model_path))
     path = os.path.join(run_dir, "data", "synthetic_fer2013.csv") if source == "synthetic" else source
-    return path if path and os.path.isfile(path) else None
+    return path if path and os.path.exists(path) else None
 
 
 def encode_png(faces):
@@ -211,9 +222,9 @@ def export(
         model_name: TF Serving's model name: the SavedModel goes to `output_dir/model_name/version`.
         version: int, or None for one more than the highest existing version.
         class_names: overrides the names found beside the model (see `resolve_class_names`).
-        representative_data: FER2013 CSV whose Training split calibrates int8 and int16x8; None: the data the
+        representative_data: FER2013 CSV or image folder whose Training split calibrates int8 and int16x8; None: the data the
             run beside `model_path` trained on (its config.yaml), else synthetic faces.
-        parity_data: FER2013 CSV whose `parity_split` checks parity; defaults to
+        parity_data: FER2013 CSV or image folder whose `parity_split` checks parity; defaults to
             `representative_data`, None: synthetic faces.
         parity_split: the split of `parity_data` whose faces check parity; defaults to
             PrivateTest, the one that neither training nor model selection saw.
@@ -246,9 +257,12 @@ def export(
 
     run_labels, run_ferplus = labels_of_run(model_path)
     labels, ferplus_path = labels or run_labels, ferplus_path or run_ferplus
+    # A model of a folder's own classes reads folders with its class names, mapped as the run mapped them.
+    folder_labels = tuple(keras_model.class_names) if labels == "folders" else labels
+    class_map = run_config(model_path).get("data", {}).get("class_map")
     try:
         parity_faces, parity_labels = read_faces(parity_data or representative_data, parity_split, parity_samples, seed,
-                                                 labels, ferplus_path)
+                                                 folder_labels, ferplus_path, class_map)
     except ValueError as error:  # typically a file without that split (the shared one has no PrivateTest)
         raise ValueError(f"{error} (reading the {parity_split} split for the parity check; parity_split, "
                          "--parity-split on the command line, picks another)") from None
@@ -290,7 +304,8 @@ def export(
         if export_format in ("tflite", "all"):
             calibration_faces = None
             if set(CALIBRATED) & set(quantizations):
-                calibration_faces, _ = read_faces(representative_data, CALIBRATION_SPLIT, calibration_samples, seed)
+                calibration_faces, _ = read_faces(representative_data, CALIBRATION_SPLIT, calibration_samples, seed,
+                                                  folder_labels, class_map=class_map)
                 if keras_model.channels == 3:
                     calibration_faces = np.repeat(calibration_faces, 3, axis=-1)
             tflite_dir = os.path.join(output_dir, "tflite")
@@ -332,11 +347,12 @@ def parse_args(argv=None):
         help="TFLite variants: none (float32), float16, dynamic, int8, int16x8 (int16 activations); several may be given",
     )
     parser.add_argument(
-        "--representative-data", metavar="CSV",
-        help="FER2013 CSV: its Training split calibrates int8 and int16x8, its --parity-split split checks parity "
+        "--representative-data", metavar="CSV|DIR",
+        help="FER2013 CSV or image folder: its Training split calibrates int8 and int16x8, its --parity-split split checks parity "
         "(default: the run's training data, from config.yaml beside the model, else synthetic faces)",
     )
-    parser.add_argument("--parity-data", metavar="CSV", help="FER2013 CSV for the parity check, if not the above")
+    parser.add_argument("--parity-data", metavar="CSV|DIR",
+                        help="FER2013 CSV or image folder for the parity check, if not the above")
     parser.add_argument(
         "--parity-split", default=PARITY_SPLIT, choices=USAGES,
         help="split whose faces check parity (default PrivateTest; PublicTest for a file without it, "

@@ -1,13 +1,15 @@
 """Training runs: run directory, data, model, callbacks, distribution, `model.fit`, metrics.json.
 
 One module a concern: `run_directory` (the files below, resuming, the command record), `data`
-(the source and `model.fit`'s inputs), `distribution` (backend and `tf.distribute`), `recipe`
+(a FER2013 CSV or an image folder, and `model.fit`'s inputs), `initialization` (fine-tuning
+from trained weights), `distribution` (backend and `tf.distribute`), `recipe`
 (network, optimizer, schedule, loss), `callbacks`, and `fit` (the run itself).
 
 `train(config, output_dir)` is what `python train.py` runs. One run directory holds one run:
 
     config.yaml     the resolved configuration (what makes two runs the same run)
     command.txt     every invocation's command line, one per start or resume
+    class_names.json  the classes in output order (predict.py and export.py read it)
     best.keras      the model of the best epoch (by `training.monitor`)
     last.keras      the model after the last finished epoch, optimizer state included
     history.csv     one row per epoch (`HistoryLog`)

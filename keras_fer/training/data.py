@@ -1,16 +1,74 @@
 """The run's data: the source checked before any work, its split sizes, and `model.fit`'s inputs."""
 
+import dataclasses
 import os
+import typing
 from pathlib import Path
 
 from keras_fer import data as fer_data
-from keras_fer import files
+from keras_fer import evaluation, files
 from keras_fer.training.distribution import uses_tensorflow
 from keras_fer.training.run_directory import RunError
 
+
+@dataclasses.dataclass
+class TrainingData:
+    """What a run reads: a FER2013 CSV or an image folder, with its split sizes and class names.
+
+    Attributes:
+        path: the CSV (the generated one for `data.source: synthetic`) or the folder.
+        sizes: split name -> faces in it (of the label mode; readable images of a folder).
+        class_names: the classes in output order.
+        folder: the scanned `keras_fer.data.ImageFolder` of a folder source, else None.
+    """
+
+    path: typing.Union[Path, str]
+    sizes: dict
+    class_names: tuple
+    folder: typing.Any = None
+
+    def dataset(self, config, split, **options):
+        """Batches of raw faces of `split` in `tf.data` (`fer2013_dataset`'s or `folder_dataset`'s options)."""
+        data = config.data
+        if self.folder is not None:
+            return fer_data.folder_dataset(self.folder, split, detect_faces=data.detect_faces, **options)
+        return fer_data.fer2013_dataset(self.path, usage=split, labels=data.labels, ferplus_path=data.ferplus_path,
+                                        **options)
+
+    def arrays(self, config, split):
+        """`(images, labels)` of `split` as NumPy arrays (backends other than TensorFlow)."""
+        data = config.data
+        if self.folder is not None:
+            return fer_data.read_image_folder(self.folder, split, detect_faces=data.detect_faces)
+        return fer_data.read_fer2013(self.path, usage=split, labels=data.labels, ferplus_path=data.ferplus_path)
+
+    def evaluate(self, model, config, split):
+        """`keras_fer.evaluation`'s report of `model` on `split`."""
+        batch_size = config.training.batch_size
+        if self.folder is not None:
+            return evaluation.evaluate_folder(model, self.folder, split, detect_faces=config.data.detect_faces,
+                                              batch_size=batch_size)
+        return evaluation.evaluate_split(model, self.path, split, labels=config.data.labels,
+                                         ferplus_path=config.data.ferplus_path, class_names=self.class_names,
+                                         batch_size=batch_size)
+
+
+def is_folder_source(config):
+    return config.data.source != "synthetic" and fer_data.is_image_folder(config.data.source)
+
+
 def check_data_source(config):
-    """Raises RunError now if the data file (or FERPlus file) is missing."""
-    files = [] if config.data.source == "synthetic" else [("data file", config.data.source)]
+    """Raises RunError now if the data file or folder (or the FERPlus file) is missing."""
+    source = config.data.source
+    if is_folder_source(config):
+        if config.data.ferplus_path is not None:
+            raise RunError(f"data.ferplus_path {config.data.ferplus_path}: FERPlus votes label FER2013 CSV rows, "
+                           f"and data.source {source} is an image folder; set data.ferplus_path: null")
+        return
+    if config.data.labels == "folders":
+        raise RunError(f"data.labels folders: the classes come from an image folder's class folders, and "
+                       f"data.source {source} is not a directory")
+    files = [] if source == "synthetic" else [("data file", source)]
     if config.data.ferplus_path is not None:
         files.append(("FERPlus file", config.data.ferplus_path))
     for what, path in files:
@@ -55,42 +113,55 @@ def split_sizes(path, config):
 
 
 def checked_data(config, paths):
-    """The data file (generated if synthetic) and its split sizes; RunError if it cannot train.
+    """The run's `TrainingData` (the synthetic CSV generated if need be); RunError if it cannot train.
 
     The training and validation splits must be present; the test split may be absent.
     """
-    path = data_file(config, paths)
-    sizes = split_sizes(path, config)
+    if is_folder_source(config):
+        data = scanned_folder(config)
+    else:
+        path = data_file(config, paths)
+        data = TrainingData(path, split_sizes(path, config), fer_data.class_names(config.data.labels))
     for role in ("train_split", "validation_split"):
         split = getattr(config.data, role)
-        if split not in sizes:
-            raise RunError(f"{path} has no {split} rows (data.{role}); it holds {', '.join(sizes) or 'none'}")
-    print(f"Data {path}: " + ", ".join(f"{split} {count}" for split, count in sizes.items()))
-    return path, sizes
+        if split not in data.sizes:
+            raise RunError(f"{data.path} has no {split} faces (data.{role}); it holds {', '.join(data.sizes) or 'none'}")
+    print(f"Data {data.path}: " + ", ".join(f"{split} {count}" for split, count in data.sizes.items())
+          + f"; classes {', '.join(data.class_names)}")
+    return data
 
 
-def fit_inputs(config, path):
-    """Keyword arguments of `model.fit` for the training and validation data.
+def scanned_folder(config):
+    """The `TrainingData` of an image folder: every file listed and its header checked, classes mapped."""
+    data = config.data
+    try:
+        folder = fer_data.scan_image_folder(data.source, labels=data.labels, class_map=data.class_map,
+                                            validation_fraction=data.validation_fraction, seed=config.training.seed)
+    except fer_data.FolderFormatError as error:
+        raise RunError(f"data.source: {error}") from None
+    sizes = {split: len(split_paths) for split, (split_paths, _) in folder.splits.items()}
+    return TrainingData(Path(data.source), sizes, tuple(folder.class_names), folder)
+
+
+def fit_inputs(config, data):
+    """Keyword arguments of `model.fit` for the training and validation data of `TrainingData`.
 
     TensorFlow: shuffled, cached `tf.data` pipelines of whole batches (repeated when
     `steps_per_epoch` is set, so that epochs of a fixed length never run dry). Other
     backends: NumPy arrays.
     """
-    data, training = config.data, config.training
-    read = dict(labels=data.labels, ferplus_path=data.ferplus_path)
+    source, training = config.data, config.training
     if not uses_tensorflow():
-        images, labels = fer_data.read_fer2013(path, usage=data.train_split, **read)
-        validation = fer_data.read_fer2013(path, usage=data.validation_split, **read)
+        images, labels = data.arrays(config, source.train_split)
+        validation = data.arrays(config, source.validation_split)
         return dict(x=images, y=labels, batch_size=training.batch_size, shuffle=True, validation_data=validation)
     # drop_remainder: every step has one batch shape, so the step is traced (compiled) once,
     # and replicas of a strategy get equal shares; the dropped faces differ every epoch.
-    train = fer_data.fer2013_dataset(
-        path, usage=data.train_split, batch_size=training.batch_size, shuffle=True, seed=training.seed,
-        cache=data.cache, repeat=training.steps_per_epoch is not None, drop_remainder=True, **read,
+    train = data.dataset(
+        config, source.train_split, batch_size=training.batch_size, shuffle=True, seed=training.seed,
+        cache=source.cache, repeat=training.steps_per_epoch is not None, drop_remainder=True,
     )
-    validation = fer_data.fer2013_dataset(
-        path, usage=data.validation_split, batch_size=training.batch_size, cache=True, **read
-    )
+    validation = data.dataset(config, source.validation_split, batch_size=training.batch_size, cache=True)
     if config.runtime.strategy == "multi_worker":
         train, validation = (shard_by_data(dataset) for dataset in (train, validation))
     # shuffle=False: the dataset shuffles itself, and Keras warns about the flag on datasets.

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import keras
 
-from keras_fer import evaluation, files
+from keras_fer import files
 from keras_fer import data as fer_data
 from keras_fer.training.callbacks import make_callbacks, to_json_number
-from keras_fer.training.data import check_data_source, checked_data, fit_inputs, synthetic_split_sizes
+from keras_fer.training.data import TrainingData, check_data_source, checked_data, fit_inputs, synthetic_split_sizes
 from keras_fer.training.distribution import adapt_to_multi_worker, backend_name, is_chief, make_strategy
 from keras_fer.training.initialization import assign_initial_weights
 from keras_fer.training.recipe import compile_model, make_model, model_build_arguments, train_steps_per_epoch
@@ -42,8 +42,8 @@ def train(config, output_dir, overwrite=False, dry_run=False, command=None):
         paths = RunPaths(paths.root / "workers" / f"{worker['type']}-{worker['index']}")
     synthetic = config.data.source == "synthetic"
     check_data_source(config)
-    if not synthetic:  # a real file is checked before the run directory is touched
-        path, sizes = checked_data(config, paths)
+    if not synthetic:  # a real file or folder is checked before the run directory is touched
+        data = checked_data(config, paths)
     resume = prepare_run_directory(paths, config, overwrite, dry_run)
     print(f"Keras {keras.__version__}, backend {backend_name()}; run directory {paths.root}"
           + (" (resuming)" if resume else ""))
@@ -51,14 +51,18 @@ def train(config, output_dir, overwrite=False, dry_run=False, command=None):
         record_command(paths, command, resume, version)
     if synthetic and dry_run:
         # The sizes the synthetic data set will have once generated.
-        path, sizes = "synthetic (generated when training)", synthetic_split_sizes(config)
+        data = TrainingData("synthetic (generated when training)", synthetic_split_sizes(config),
+                            fer_data.class_names(config.data.labels))
     elif synthetic:
-        path, sizes = checked_data(config, paths)
-    steps_per_epoch = train_steps_per_epoch(config, sizes)
+        data = checked_data(config, paths)
+    if not dry_run:
+        # Beside the models: the class names of a folder's own classes are nowhere else.
+        files.write_text(paths.class_names, json.dumps(list(data.class_names)) + "\n")
+    steps_per_epoch = train_steps_per_epoch(config, data.sizes)
 
     keras.mixed_precision.set_global_policy(config.runtime.mixed_precision)
     keras.utils.set_random_seed(config.training.seed)
-    class_names = fer_data.class_names(config.data.labels)
+    class_names = data.class_names
 
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = make_model(config, len(class_names))
@@ -72,9 +76,9 @@ def train(config, output_dir, overwrite=False, dry_run=False, command=None):
     print(f"Model {model.name}: {model.count_params():,} parameters; policy {config.runtime.mixed_precision}, "
           f"jit_compile {config.runtime.jit_compile}, {devices}")
     if dry_run:
-        return dry_run_report(config, model, callbacks, sizes, replicas, steps_per_epoch)
+        return dry_run_report(config, model, callbacks, data.sizes, replicas, steps_per_epoch)
 
-    inputs = fit_inputs(config, path)
+    inputs = fit_inputs(config, data)
     if strategy is not None and config.runtime.strategy == "multi_worker":
         adapt_to_multi_worker(model, inputs["x"].element_spec)
     history = model.fit(
@@ -85,14 +89,14 @@ def train(config, output_dir, overwrite=False, dry_run=False, command=None):
         verbose=config.training.verbose,
         **inputs,
     )
-    metrics = final_metrics(config, paths, path, sizes, class_names, history, replicas, version)
+    metrics = final_metrics(config, paths, data, history, replicas, version)
     metrics["wall_time_seconds"] = round(time.monotonic() - started, 1)
     files.write_text(paths.metrics, json.dumps(metrics, indent=2) + "\n")
     print(summary_line(metrics, config.training.monitor))
     return metrics
 
 
-def final_metrics(config, paths, path, sizes, class_names, history, replicas, version):
+def final_metrics(config, paths, data, history, replicas, version):
     """Evaluates best.keras on the validation and test splits; the metrics.json dict."""
     epochs = read_history(paths.history) if paths.history.exists() else []
     if not epochs or not paths.best_model.exists():
@@ -102,19 +106,17 @@ def final_metrics(config, paths, path, sizes, class_names, history, replicas, ve
     values = [row[monitor] for row in epochs]
     best_index = values.index(max(values) if monitor.endswith("accuracy") else min(values))
     best_model = keras.saving.load_model(paths.best_model)
-    evaluate = dict(labels=config.data.labels, ferplus_path=config.data.ferplus_path,
-                    class_names=class_names, batch_size=config.training.batch_size)
     test_split = config.data.test_split
     return {
         "best_epoch": int(epochs[best_index]["epoch"]) + 1,
         f"best_{monitor}": values[best_index],
         "epochs_run": len(epochs),
         "stopped_early": len(epochs) < config.training.epochs,
-        "validation": evaluation.evaluate_split(best_model, path, config.data.validation_split, **evaluate),
-        "test": (evaluation.evaluate_split(best_model, path, test_split, **evaluate) if test_split in sizes
-                 else {"split": test_split, "status": "absent", "note": f"{path} has no {test_split} rows"}),
+        "validation": data.evaluate(best_model, config, config.data.validation_split),
+        "test": (data.evaluate(best_model, config, test_split) if test_split in data.sizes
+                 else {"split": test_split, "status": "absent", "note": f"{data.path} has no {test_split} faces"}),
         "models": {"best": str(paths.best_model), "last": str(paths.last_model)},
-        "data": {"path": str(path), "splits": sizes},
+        "data": {"path": str(data.path), "splits": data.sizes, "class_names": list(data.class_names)},
         "code_version": version,
         "seed": config.training.seed,
         "backend": backend_name(),

@@ -12,8 +12,8 @@ from keras_fer import files
 
 # Entries of a run directory that `--overwrite` removes; anything else is left alone.
 RUN_ENTRIES = (
-    "config.yaml", "command.txt", "best.keras", "last.keras", "history.csv", "metrics.json", "logs", "backup", "data",
-    "workers",
+    "config.yaml", "command.txt", "class_names.json", "best.keras", "last.keras", "history.csv", "metrics.json",
+    "logs", "backup", "data", "workers",
 )
 # Environment variables that change how a run computes, recorded with its command line.
 RECORDED_ENVIRONMENT = (
@@ -33,6 +33,7 @@ class RunPaths:
         self.root = Path(root)
         self.config = self.root / "config.yaml"
         self.command = self.root / "command.txt"
+        self.class_names = self.root / "class_names.json"
         self.best_model = self.root / "best.keras"
         self.last_model = self.root / "last.keras"
         self.history = self.root / "history.csv"
