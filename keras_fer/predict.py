@@ -61,6 +61,9 @@ def parse_args(argv=None):
                        help=f"the smallest face side to look for (default {DEFAULT_MIN_FACE_SIZE}); smaller is slower")
     faces.add_argument("--no-align", dest="align", action="store_false",
                        help="crop faces by their boxes only, without levelling the eyes by the landmarks")
+    faces.add_argument("--single-view", dest="framing_views", action="store_false",
+                       help="classify each face's one crop, not the average over its framing views (the crop, the "
+                            "box framing, zoomed out and in: docs/deploy.md, \"Framing views\")")
     photos = parser.add_argument_group("photos")
     photos.add_argument("--annotate", metavar="DIR", help="write each photo with boxes and labels drawn to DIR")
     photos.add_argument(
@@ -181,7 +184,8 @@ def main(argv=None):
     class_names = args.class_names.split(",") if args.class_names else None
     try:
         recognizer = FaceExpressionRecognizer(default_model(args), class_names, args.min_face_size, args.threads,
-                                              detector=args.detector, align=args.align)
+                                              detector=args.detector, align=args.align,
+                                              framing_views=args.framing_views)
         if args.masks and not isinstance(recognizer.classifier, KerasClassifier):
             raise ModelError(f"{args.model}: --masks needs a .keras model or a preset (the stage masks are not "
                              "exported).")

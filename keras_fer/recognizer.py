@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from keras_fer.classifiers import load_classifier
-from keras_fer.faces import DEFAULT_DETECTOR, DetectedFace, ImageError, crop_face, make_detector, read_image
+from keras_fer.faces import DEFAULT_DETECTOR, DetectedFace, ImageError, crop_face, crop_views, make_detector, read_image
 
 COLOR_ORDERS = ("bgr", "rgb")
 # The smallest face the detector looks for by default: its tiles and pyramid cost grow fast below it.
@@ -29,7 +29,7 @@ class FaceExpression:
     Attributes:
         box: (x, y, width, height) of the face in the image, in pixels, as the detector gave it.
         probabilities: {class name: probability}, in the model's class order.
-        face: uint8 (48, 48, C), the crop the model saw.
+        face: uint8 (48, 48, C), the crop the model saw (the first of its framing views).
         landmarks: {name: (x, y)} of the detector's landmarks (eyes, nose, mouth, ...), in
             pixels; empty for a detector without them.
     """
@@ -71,6 +71,10 @@ class FaceExpressionRecognizer:
             `keras_fer.faces.FaceDetector` (its own `min_face_size` then applies).
         align: rotate each face so that its eyes are level and frame it by its landmarks, where
             the detector gives them (docs/deploy.md compares the accuracy with and without).
+        framing_views: average each detected face's probabilities over several framings of it
+            (`keras_fer.faces.crop_views`: the crop, the box framing, the crop zoomed out and in),
+            which makes them depend less on where the detector put the face's frame
+            (docs/deploy.md, "Framing views"); False classifies the one crop.
 
     Example:
     >>> import numpy as np
@@ -80,10 +84,11 @@ class FaceExpressionRecognizer:
     """
 
     def __init__(self, model="fer2013", class_names=None, min_face_size=DEFAULT_MIN_FACE_SIZE, num_threads=None,
-                 detector=DEFAULT_DETECTOR, align=True):
+                 detector=DEFAULT_DETECTOR, align=True, framing_views=True):
         self.detector = make_detector(detector, min_face_size)
         self.classifier = load_classifier(os.fspath(model), class_names, num_threads)
         self.align = bool(align)
+        self.framing_views = bool(framing_views)
 
     @property
     def min_face_size(self):
@@ -112,14 +117,39 @@ class FaceExpressionRecognizer:
         found = [DetectedFace((0, 0, width, height))] if whole_image else self.detector.detect(bgr)
         if not found:
             return []
-        crops = np.stack([crop_face(bgr, face, self.classifier.channels, self.align) for face in found])
-        probabilities = self.classifier.classify(crops)
+        if whole_image:  # a crop already: nothing to reframe
+            crops = np.stack([crop_face(bgr, face, self.classifier.channels, self.align) for face in found])
+            probabilities = self.classifier.classify(crops)
+        else:
+            crops, probabilities = self.classify_views([self.face_views(bgr, face) for face in found])
         return [
             FaceExpression(tuple(face.box), dict(zip(self.class_names, map(float, row))), crop, face.landmarks)
             for face, row, crop in zip(found, probabilities, crops)
         ]
 
     __call__ = recognize
+
+    def face_views(self, bgr, face):
+        """uint8 (V, 48, 48, C): the framings of one detected face that its probabilities average.
+
+        `crop_views`' framings with `framing_views`, else the one crop (V = 1); the first is
+        always `crop_face`'s crop.
+        """
+        if self.framing_views:
+            return crop_views(bgr, face, self.classifier.channels, self.align)
+        return crop_face(bgr, face, self.classifier.channels, self.align)[None]
+
+    def classify_views(self, views):
+        """`(crops, probabilities)` of faces given as `face_views` stacks, in one classifier call.
+
+        Returns:
+            uint8 (F, 48, 48, C), each face's first view, and (F, K), each face's probabilities
+            averaged over its views.
+        """
+        probabilities = self.classifier.classify(np.concatenate(views))
+        ends = np.cumsum([len(face_views) for face_views in views])[:-1]
+        return (np.stack([face_views[0] for face_views in views]),
+                np.stack([rows.mean(axis=0) for rows in np.split(probabilities, ends)]))
 
     @staticmethod
     def _as_bgr(image, color_order):

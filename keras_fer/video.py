@@ -24,7 +24,6 @@ import time
 import cv2
 import numpy as np
 
-from keras_fer.faces import crop_face
 from keras_fer.tracking import IoUTracker, ProbabilitySmoother
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
@@ -193,9 +192,8 @@ def analyze_video(recognizer, source, detect_every=1, batch_frames=8, smoothing=
 def _classify(recognizer, smoother, pending):
     """VideoFrames of pending (index, time, image, [TrackedDetection]), their faces classified in one call."""
     classifier = recognizer.classifier
-    crops = [crop_face(image, found.face, classifier.channels, recognizer.align)
-             for _, _, image, tracks in pending for found in tracks]
-    probabilities = iter(classifier.classify(np.stack(crops)) if crops else ())
+    views = [recognizer.face_views(image, found.face) for _, _, image, tracks in pending for found in tracks]
+    probabilities = iter(recognizer.classify_views(views)[1] if views else ())
     for index, time_s, image, tracks in pending:
         faces = tuple(
             TrackedFace(found.track, found.face.box,

@@ -184,3 +184,38 @@ def test_predict_py_takes_another_detector_and_reports_its_landmarks(tmp_path, c
     assert ("landmarks" in record) == has_landmarks
     reference = make_detector("blazeface", min_face_size=40).detect(astronaut_bgr())[0]
     assert iou(tuple(record["box"]), reference.box) > 0.4
+
+
+def test_framing_views_are_the_crop_the_box_framing_and_the_crop_zoomed_out_and_in():
+    image = astronaut_bgr()
+    face = make_detector("blazeface", min_face_size=40).detect(image)[0]
+    views = framing.crop_views(image, face, channels=1)
+    assert views.shape == (2 + len(framing.VIEW_ZOOMS), 48, 48, 1)
+    np.testing.assert_array_equal(views[0], crop_face(image, face, channels=1))
+    np.testing.assert_array_equal(views[1], crop_face(image, face, channels=1, align=False))
+    # A zoom below 1 shows more around the face, above 1 less: a bright disc at the crop's centre
+    # covers fewer of the zoomed-out view's pixels and more of the zoomed-in one's.
+    disc = np.zeros((480, 640, 3), np.uint8)
+    center = np.linalg.inv(np.vstack([framing.crop_transform(face), [0, 0, 1]])) @ [24, 24, 1]
+    cv2.circle(disc, (int(center[0]), int(center[1])), int(face.box[2] / 4), (255, 255, 255), -1)
+    covered = [(view > 127).mean() for view in framing.crop_views(disc, face, channels=1)]
+    zoom_out, zoom_in = (covered[2 + framing.VIEW_ZOOMS.index(zoom)] for zoom in (0.92, 1.08))
+    assert zoom_out < covered[0] < zoom_in
+    # Without landmarks the box framing is the crop itself: one view fewer.
+    box_only = DetectedFace(face.box, detector="cascade")
+    assert len(framing.crop_views(image, box_only, channels=1)) == 1 + len(framing.VIEW_ZOOMS)
+
+
+def test_a_face_with_framing_views_gets_the_mean_of_its_views_probabilities(recognizers):
+    image = astronaut_bgr()
+    recognizer = recognizers[True]
+    (face,) = recognizer.recognize(image)
+    detected = recognizer.detector.detect(image)[0]
+    views = framing.crop_views(image, detected, recognizer.classifier.channels)
+    expected = recognizer.classifier.classify(views).mean(axis=0)
+    np.testing.assert_allclose(list(face.probabilities.values()), expected, atol=1e-5)
+    np.testing.assert_array_equal(face.face, views[0])
+    single = FaceExpressionRecognizer(framing_views=False)
+    (one_crop,) = single.recognize(image)
+    np.testing.assert_allclose(list(one_crop.probabilities.values()), recognizer.classifier.classify(views[:1])[0],
+                               atol=1e-5)

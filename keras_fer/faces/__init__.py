@@ -23,5 +23,5 @@ from keras_fer.faces.detection import (  # noqa: F401
     FaceDetector,
     make_detector,
 )
-from keras_fer.faces.framing import crop_face, crop_transform  # noqa: F401
+from keras_fer.faces.framing import crop_face, crop_transform, crop_views  # noqa: F401
 from keras_fer.faces.images import ImageError, read_image  # noqa: F401
