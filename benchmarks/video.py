@@ -3,8 +3,8 @@
 The clip is made here: scikit-image's astronaut (a real photograph) sliding across a 640x480
 gray canvas, 30 frames per second, written as MJPG AVI with OpenCV. Each row runs the whole
 video path of `predict.py` in this process (`keras_fer.predict.predict_video`: decoding,
-face detection every N-th frame, tracking, aligned crops and their framing views, batched
-classification, the CSV records) and reports frames / wall seconds, after one untimed pass that
+face detection every N-th frame, tracking, aligned crops, batched classification, the CSV
+records) and reports frames / wall seconds, after one untimed pass that
 loads and warms the model. The default row uses `predict.py`'s defaults: the shipped model as a dynamic-range TFLite
 file (every core), the BlazeFace detector every `DEFAULT_DETECT_EVERY`-th frame at
 `DEFAULT_DETECT_SCALE`, 8 frames a batch.
@@ -52,7 +52,7 @@ def write_moving_face_clip(path, frames, fps=FPS, step=2):
     return str(path)
 
 
-def measure(clip, model, detector, detect_every, detect_scale, video_out, directory, single_view=False):
+def measure(clip, model, detector, detect_every, detect_scale, video_out, directory):
     """(frames per second, frames, faces) of one predict.py video run, after a warm-up run."""
     from keras_fer.predict import parse_args, predict_video
     from keras_fer.recognizer import FaceExpressionRecognizer
@@ -61,11 +61,8 @@ def measure(clip, model, detector, detect_every, detect_scale, video_out, direct
                  "--detect-scale", str(detect_scale), "--detector", detector]
     if video_out:
         arguments += ["--video-out", str(directory / "annotated.avi")]
-    if single_view:
-        arguments += ["--single-view"]
     args = parse_args(arguments)
-    recognizer = FaceExpressionRecognizer(model, min_face_size=args.min_face_size, detector=detector,
-                                          framing_views=args.framing_views)
+    recognizer = FaceExpressionRecognizer(model, min_face_size=args.min_face_size, detector=detector)
     predict_video(recognizer, clip, args)  # warm-up: graph tracing, interpreter allocation, caches
     start = time.perf_counter()
     frames = predict_video(recognizer, clip, args)
@@ -100,11 +97,9 @@ def main() -> None:
          EVERY, SCALE, True),
         ("keras_preset", "defaults with the preset as a Keras model (--model fer2013)", "fer2013", "blazeface", EVERY,
          SCALE, False),
-        ("single_view", "defaults classifying one crop a face (--single-view), not its framing views", tflite,
-         "blazeface", EVERY, SCALE, False, True),
     ]
     if args.quick:
-        rows = rows[:1] + rows[-2:-1]
+        rows = rows[:1] + rows[-1:]
     import keras
 
     import keras_fer
@@ -116,9 +111,8 @@ def main() -> None:
         seconds = 2 if args.quick else 10
         clip = write_moving_face_clip(directory / "clip.avi", int(seconds * FPS))
         report["video"]["frames"] = int(seconds * FPS)
-        for name, what, model, detector, detect_every, detect_scale, video_out, *single_view in rows:
-            fps, frames, faces = measure(clip, model, detector, detect_every, detect_scale, video_out, directory,
-                                         *single_view)
+        for name, what, model, detector, detect_every, detect_scale, video_out in rows:
+            fps, frames, faces = measure(clip, model, detector, detect_every, detect_scale, video_out, directory)
             report["results"][name] = {"what": what, "frames_per_second": round(fps, 1), "frames": frames,
                                        "faces": faces, "detector": detector, "detect_every": detect_every,
                                        "detect_scale": detect_scale, "batch_frames": 8}

@@ -62,8 +62,9 @@ def parse_args(argv=None):
     faces.add_argument("--no-align", dest="align", action="store_false",
                        help="crop faces by their boxes only, without levelling the eyes by the landmarks")
     faces.add_argument("--single-view", dest="framing_views", action="store_false",
-                       help="classify each face's one crop, not the average over its framing views (the crop, the "
-                            "box framing, zoomed out and in: docs/deploy.md, \"Framing views\")")
+                       help="photos: classify each face's one crop, not the average over its framing views (the "
+                            "crop, the box framing, zoomed out and in: docs/deploy.md, \"Framing views\"); videos "
+                            "always classify one crop, for speed")
     photos = parser.add_argument_group("photos")
     photos.add_argument("--annotate", metavar="DIR", help="write each photo with boxes and labels drawn to DIR")
     photos.add_argument(

@@ -74,7 +74,8 @@ class FaceExpressionRecognizer:
         framing_views: average each detected face's probabilities over several framings of it
             (`keras_fer.faces.crop_views`: the crop, the box framing, the crop zoomed out and in),
             which makes them depend less on where the detector put the face's frame
-            (docs/deploy.md, "Framing views"); False classifies the one crop.
+            (docs/deploy.md, "Framing views"); False classifies the one crop. Photos only: the
+            video loop classifies one crop a face, for speed.
 
     Example:
     >>> import numpy as np
