@@ -125,7 +125,8 @@ def checked_data(config, paths):
     for role in ("train_split", "validation_split"):
         split = getattr(config.data, role)
         if split not in data.sizes:
-            raise RunError(f"{data.path} has no {split} faces (data.{role}); it holds {', '.join(data.sizes) or 'none'}")
+            what = "images" if data.folder is not None else "rows"
+            raise RunError(f"{data.path} has no {split} {what} (data.{role}); it holds {', '.join(data.sizes) or 'none'}")
     print(f"Data {data.path}: " + ", ".join(f"{split} {count}" for split, count in data.sizes.items())
           + f"; classes {', '.join(data.class_names)}")
     return data
