@@ -255,14 +255,12 @@ def run_folder_settings(model_path):
     """How the run beside `model_path` read image folders, from its config.yaml; defaults for a preset.
 
     Returns:
-        A dict: `source` (the training data, or None), `class_map`, `detect_faces`,
-        `validation_fraction` and `seed` (of the validation split), and `class_names` (the run's
-        class_names.json, or None).
+        A dict: `class_map`, `detect_faces`, `validation_fraction` and `seed` (of the validation
+        split), and `class_names` (the run's class_names.json, or None).
     """
     from keras_fer import pretrained
 
-    settings = {"source": None, "class_map": {}, "detect_faces": False, "validation_fraction": 0.1, "seed": 0,
-                "class_names": None}
+    settings = {"class_map": {}, "detect_faces": False, "validation_fraction": 0.1, "seed": 0, "class_names": None}
     run_config = Path(model_path).resolve().parent / "config.yaml"
     written_classes = run_config.parent / "class_names.json"
     if written_classes.is_file() and not pretrained.names_a_preset(model_path):
@@ -273,11 +271,9 @@ def run_folder_settings(model_path):
 
     config = load_config(run_config)
     data = config.data
-    # getattr: a run written before image folders existed has none of these keys.
-    settings.update(source=getattr(data, "source", None), class_map=dict(getattr(data, "class_map", None) or {}),
-                    detect_faces=bool(getattr(data, "detect_faces", False)),
-                    validation_fraction=getattr(data, "validation_fraction", 0.1),
-                    seed=getattr(getattr(config, "training", None), "seed", 0))
+    # load_config fills the keys a run written before image folders lacks with their defaults.
+    settings.update(class_map=dict(data.class_map), detect_faces=data.detect_faces,
+                    validation_fraction=data.validation_fraction, seed=config.training.seed)
     return settings
 
 
@@ -288,8 +284,7 @@ def scan_evaluation_folder(data_dir, split, labels, settings, class_map=None):
         data_dir: the image folder.
         split: `--split`, or None for every image (a folder without split folders only).
         labels: the model's label mode; for "folders", the run's recorded classes
-            (class_names.json), else those of its training folder (`settings["source"]`) when
-            it is one, else those of `data_dir`.
+            (class_names.json), else those of `data_dir`.
         settings: `run_folder_settings(...)`.
         class_map: `--class-map`, overriding the run's.
     Raises:
@@ -302,8 +297,6 @@ def scan_evaluation_folder(data_dir, split, labels, settings, class_map=None):
     classes = labels
     if labels == "folders" and settings["class_names"]:
         classes = settings["class_names"]
-    elif labels == "folders" and settings["source"] and fer_data.is_image_folder(settings["source"]):
-        classes = fer_data.folder_class_names(settings["source"], "folders", settings["class_map"])
     try:
         folder = fer_data.scan_image_folder(data_dir, labels=classes, class_map=class_map,
                                             validation_fraction=settings["validation_fraction"], seed=settings["seed"])

@@ -118,11 +118,10 @@ class FaceExpressionRecognizer:
         found = [DetectedFace((0, 0, width, height))] if whole_image else self.detector.detect(bgr)
         if not found:
             return []
-        if whole_image:  # a crop already: nothing to reframe
-            crops = np.stack([crop_face(bgr, face, self.classifier.channels, self.align) for face in found])
-            probabilities = self.classifier.classify(crops)
-        else:
-            crops, probabilities = self.classify_views([self.face_views(bgr, face) for face in found])
+        # A whole image is a crop already: one view, nothing to reframe.
+        views = [crop_face(bgr, face, self.classifier.channels, self.align)[None] if whole_image
+                 else self.face_views(bgr, face) for face in found]
+        crops, probabilities = self.classify_views(views)
         return [
             FaceExpression(tuple(face.box), dict(zip(self.class_names, map(float, row))), crop, face.landmarks)
             for face, row, crop in zip(found, probabilities, crops)

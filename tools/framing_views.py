@@ -40,14 +40,6 @@ AVERAGES = {
 }
 
 
-def moved(transform, zoom, right, down, side):
-    """The 2x3 crop transform zoomed about the crop's centre and shifted, in crop sides."""
-    center = side / 2
-    linear = zoom * transform[:, :2]
-    shift = zoom * transform[:, 2] + (1 - zoom) * center + np.array([right, down]) * side
-    return np.hstack([linear, shift[:, None]])
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="tools/framing_views.py", description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DATA_FILE, help="FER2013 CSV (default: the shared file)")
@@ -60,7 +52,7 @@ def main(argv=None):
     import cv2
 
     from keras_fer.data import read_fer2013
-    from keras_fer.faces.framing import FACE_SIDE, crop_transform, warp_square
+    from keras_fer.faces.framing import FACE_SIDE, crop_transform, warp_square, zoomed
     from keras_fer.recognizer import FaceExpressionRecognizer
 
     images, labels = read_fer2013(args.data, usage=args.split)
@@ -75,7 +67,9 @@ def main(argv=None):
     framings = {"aligned": lambda face: crop_transform(face, align=True),
                 "box": lambda face: crop_transform(face, align=False)}
     for name, (zoom, right, down) in ZOOMS_AND_SHIFTS.items():
-        framings[name] = lambda face, z=zoom, r=right, d=down: moved(crop_transform(face), z, r, d, FACE_SIDE)
+        # Zoomed about the crop's centre (keras_fer.faces.framing.zoomed), then shifted, in crop sides.
+        framings[name] = lambda face, z=zoom, r=right, d=down: (
+            zoomed(crop_transform(face), z) + np.array([[0, 0, r * FACE_SIDE], [0, 0, d * FACE_SIDE]]))
     probabilities = {}
     for name, transform in framings.items():
         crops = np.stack([cv2.cvtColor(warp_square(frame.image, transform(face), FACE_SIDE), cv2.COLOR_BGR2GRAY)[..., None]

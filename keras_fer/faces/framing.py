@@ -80,11 +80,13 @@ def view_transforms(face, align=True):
     transform = crop_transform(face, align)
     box = crop_transform(face, align=False)
     views = [transform] + ([box] if not np.allclose(box, transform) else [])
+    return views + [zoomed(transform, zoom) for zoom in VIEW_ZOOMS]
+
+
+def zoomed(transform, zoom):
+    """The 2x3 crop transform followed by a zoom about the 48x48 crop's centre (below 1 shows more)."""
     center = FACE_SIDE / 2
-    for zoom in VIEW_ZOOMS:
-        # Zoom about the crop's centre, after the crop's own transform.
-        views.append(np.hstack([zoom * transform[:, :2], (zoom * transform[:, 2] + (1 - zoom) * center)[:, None]]))
-    return views
+    return np.hstack([zoom * transform[:, :2], (zoom * transform[:, 2] + (1 - zoom) * center)[:, None]])
 
 
 def landmark_transform(face, framing):
