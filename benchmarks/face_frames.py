@@ -83,7 +83,7 @@ def place_face(face, side, canvas, rng):
 
 def best_match(faces, box):
     """The face (anything with a `.box`) overlapping `box` most, if by at least MATCH_IOU; else None."""
-    from keras_fer.tracking import iou
+    from keras_fer.faces import iou
 
     best = max(faces, key=lambda face: iou(face.box, box), default=None)
     return best if best is not None and iou(best.box, box) >= MATCH_IOU else None

@@ -13,9 +13,11 @@ the shipped model), and the report gives
 * the time per frame (median and 90th percentile of the whole call).
 
 Every variant averages each face over its framing views (`keras_fer.faces.crop_views`), the
-default; the default detector, aligned, is also run classifying one crop a face.
+default. The default detector runs with the photo path's default second detector (MTCNN, which
+looks where BlazeFace finds no face) and alone; aligned with the second detector, it is also run
+classifying one crop a face. Every other detector runs alone.
 
-    python -m benchmarks.photo_path                  # 600 faces, about 10 minutes on 2 cores
+    python -m benchmarks.photo_path                  # 600 faces, about 12 minutes on 2 cores
     python -m benchmarks.photo_path --faces 60 --output benchmarks/results/photo_path_quick.json
 """
 
@@ -38,7 +40,7 @@ SIDE_BINS = ((48, 80), (80, 130), (130, 201))
 
 def run_variant(recognizer, frames):
     """{found, correct, false faces, seconds} lists over the frames for one recognizer."""
-    from keras_fer.tracking import iou
+    from keras_fer.faces import iou
 
     rows = []
     for frame in frames:
@@ -96,7 +98,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from keras_fer.data import read_fer2013
-    from keras_fer.faces import DEFAULT_DETECTOR, DETECTORS, make_detector
+    from keras_fer.faces import DEFAULT_DETECTOR, DEFAULT_SECOND_DETECTOR, DETECTORS, make_detector
     from keras_fer.recognizer import FaceExpressionRecognizer
 
     report = report_header(["keras_fer/faces", "keras_fer/recognizer.py", "benchmarks/photo_path.py",
@@ -113,14 +115,18 @@ def main() -> None:
     report["variants"] = {}
     for name in args.detectors or DETECTORS:
         detector = make_detector(name, recognizer.min_face_size)
-        for align in (True, False) if detector.gives_landmarks else (False,):
-            # The framing views (the default) everywhere; the one crop beside them for the default detector.
-            for views in (True, False) if name == DEFAULT_DETECTOR and align else (True,):
-                variant = FaceExpressionRecognizer(detector=detector, align=align, framing_views=views)
-                variant.recognize(frames[0].image)  # warm-up: graph tracing, interpreter allocation
-                entry = summarize(run_variant(variant, frames), frames, whole_correct)
-                report["variants"][f"{name}/{'yes' if align else 'no'}/{'views' if views else 'one crop'}"] = entry
-                print(f"{name} aligned={align} views={views}: {entry}", flush=True)
+        # The default detector with the default second detector (the photo path's default), and alone.
+        for second in (DEFAULT_SECOND_DETECTOR, None) if name == DEFAULT_DETECTOR else (None,):
+            for align in (True, False) if detector.gives_landmarks else (False,):
+                # The framing views (the default) everywhere; the one crop beside them for the default.
+                for views in (True, False) if name == DEFAULT_DETECTOR and second and align else (True,):
+                    variant = FaceExpressionRecognizer(detector=detector, align=align, framing_views=views,
+                                                       second_detector=second)
+                    variant.recognize(frames[0].image)  # warm-up: graph tracing, interpreter allocation
+                    entry = summarize(run_variant(variant, frames), frames, whole_correct)
+                    label = f"{name} then {second}" if second else name
+                    report["variants"][f"{label}/{'yes' if align else 'no'}/{'views' if views else 'one crop'}"] = entry
+                    print(f"{label} aligned={align} views={views}: {entry}", flush=True)
     report["table"] = markdown(report["variants"])
     print(report["table"])
     write_report(report, args.output)

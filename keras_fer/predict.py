@@ -1,7 +1,7 @@
 """`python predict.py`: labels the faces in photos and videos with the shipped model or a trained one.
 
 Every face the detector finds (MediaPipe's BlazeFace by default; `--detector mtcnn` or
-`cascade`) is cropped as FER2013 frames its faces, rotated so that its eyes are level, converted
+`cascade`; in a photo where it finds none, MTCNN looks again, `--second-detector`) is cropped as FER2013 frames its faces, rotated so that its eyes are level, converted
 to a 48x48 gray (or RGB, as the model wants) face and classified (`keras_fer.faces`). Photos print one JSON line per face. Videos,
 cameras and streams print (or write with `--csv`, `--jsonl`) one record per face per frame,
 with a track id that follows the face, and can write an annotated video and a plot over time
@@ -24,7 +24,7 @@ import sys
 from keras_fer import pretrained
 from keras_fer.classifiers import KerasClassifier, ModelError
 from keras_fer.drawing import annotate, mask_overlays, write_image
-from keras_fer.faces import DEFAULT_DETECTOR, DETECTORS, ImageError, read_image
+from keras_fer.faces import DEFAULT_DETECTOR, DEFAULT_SECOND_DETECTOR, DETECTORS, ImageError, read_image
 from keras_fer.recognizer import DEFAULT_MIN_FACE_SIZE, FaceExpressionRecognizer
 from keras_fer.video import VIDEO_SUFFIXES, VideoError, analyze_video, is_video, open_video
 from keras_fer.video_outputs import AnnotatedVideoWriter, RecordWriter, VideoOutputError, plot_timeline
@@ -57,6 +57,10 @@ def parse_args(argv=None):
     faces.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR,
                        help=f"face detector (default {DEFAULT_DETECTOR}: MediaPipe's BlazeFace; mtcnn: MTCNN; cascade: "
                             "OpenCV's Haar cascade, no landmarks); docs/deploy.md compares them")
+    faces.add_argument("--second-detector", choices=(*DETECTORS, "none"), default=DEFAULT_SECOND_DETECTOR,
+                       help=f"photos: the detector that looks again where --detector finds no face (default "
+                            f"{DEFAULT_SECOND_DETECTOR}: it finds faces BlazeFace finds nothing at; docs/deploy.md); "
+                            "none: --detector alone. Videos run --detector alone, for speed")
     faces.add_argument("--min-face-size", type=int, default=DEFAULT_MIN_FACE_SIZE, metavar="PIXELS",
                        help=f"the smallest face side to look for (default {DEFAULT_MIN_FACE_SIZE}); smaller is slower")
     faces.add_argument("--no-align", dest="align", action="store_false",
@@ -117,8 +121,10 @@ def predict_file(recognizer, path, args):
     image = read_image(path)
     faces = recognizer.recognize(image, whole_image=args.whole_image)
     if not faces:
-        raise ImageError(f"{path}: no face found ({recognizer.detector.name} detector, faces of "
-                         f"{recognizer.min_face_size} pixels or more; try --detector or --min-face-size).")
+        detectors = " and ".join(detector.name for detector in (recognizer.detector, recognizer.second_detector)
+                                 if detector is not None)
+        raise ImageError(f"{path}: no face found ({detectors}, faces of {recognizer.min_face_size} pixels or more; "
+                         "try --detector or --min-face-size).")
     results = [{"file": path, **face.to_dict()} for face in faces]
     for result in results:
         print(json.dumps(result), flush=True)
@@ -186,7 +192,9 @@ def main(argv=None):
     try:
         recognizer = FaceExpressionRecognizer(default_model(args), class_names, args.min_face_size, args.threads,
                                               detector=args.detector, align=args.align,
-                                              framing_views=args.framing_views)
+                                              framing_views=args.framing_views,
+                                              second_detector=None if args.second_detector == "none"
+                                              else args.second_detector)
         if args.masks and not isinstance(recognizer.classifier, KerasClassifier):
             raise ModelError(f"{args.model}: --masks needs a .keras model or a preset (the stage masks are not "
                              "exported).")

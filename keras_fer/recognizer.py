@@ -15,7 +15,17 @@ import cv2
 import numpy as np
 
 from keras_fer.classifiers import load_classifier
-from keras_fer.faces import DEFAULT_DETECTOR, DetectedFace, ImageError, crop_face, crop_views, make_detector, read_image
+from keras_fer.faces import (
+    DEFAULT_DETECTOR,
+    DEFAULT_SECOND_DETECTOR,
+    DetectedFace,
+    ImageError,
+    crop_face,
+    crop_views,
+    detect_with_fallback,
+    make_detector,
+    read_image,
+)
 
 COLOR_ORDERS = ("bgr", "rgb")
 # The smallest face the detector looks for by default: its tiles and pyramid cost grow fast below it.
@@ -76,6 +86,11 @@ class FaceExpressionRecognizer:
             which makes them depend less on where the detector put the face's frame
             (docs/deploy.md, "Framing views"); False classifies the one crop. Photos only: the
             video loop classifies one crop a face, for speed.
+        second_detector: a detector that looks again where `detector` finds no face in a
+            photo, by name or as a `FaceDetector`. The default, "mtcnn", finds faces BlazeFace
+            finds nothing at, and costs nothing where BlazeFace finds a face (docs/deploy.md,
+            "Two detectors"). None, or the same detector as `detector`, runs `detector` alone.
+            Photos only: the video loop runs `detector` alone, for speed.
 
     Example:
     >>> import numpy as np
@@ -85,8 +100,10 @@ class FaceExpressionRecognizer:
     """
 
     def __init__(self, model="fer2013", class_names=None, min_face_size=DEFAULT_MIN_FACE_SIZE, num_threads=None,
-                 detector=DEFAULT_DETECTOR, align=True, framing_views=True):
+                 detector=DEFAULT_DETECTOR, align=True, framing_views=True, second_detector=DEFAULT_SECOND_DETECTOR):
         self.detector = make_detector(detector, min_face_size)
+        second = None if second_detector is None else make_detector(second_detector, self.detector.min_face_size)
+        self.second_detector = None if second is None or second.name == self.detector.name else second
         self.classifier = load_classifier(os.fspath(model), class_names, num_threads)
         self.align = bool(align)
         self.framing_views = bool(framing_views)
@@ -115,7 +132,7 @@ class FaceExpressionRecognizer:
         """
         bgr = self._as_bgr(image, color_order)
         height, width = bgr.shape[:2]
-        found = [DetectedFace((0, 0, width, height))] if whole_image else self.detector.detect(bgr)
+        found = [DetectedFace((0, 0, width, height))] if whole_image else self.detect(bgr)
         if not found:
             return []
         # A whole image is a crop already: one view, nothing to reframe.
@@ -128,6 +145,10 @@ class FaceExpressionRecognizer:
         ]
 
     __call__ = recognize
+
+    def detect(self, bgr):
+        """The faces of a BGR photo, largest first: `detector`'s, or where it finds none, `second_detector`'s."""
+        return detect_with_fallback(bgr, self.detector, self.second_detector)
 
     def face_views(self, bgr, face):
         """uint8 (V, 48, 48, C): the framings of one detected face that its probabilities average.

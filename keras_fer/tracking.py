@@ -21,7 +21,7 @@ import dataclasses
 
 import numpy as np
 
-from keras_fer.faces import DetectedFace
+from keras_fer.faces import DetectedFace, iou
 
 # Weight of the newest measurement in a track's velocity (the rest is its previous velocity).
 VELOCITY_SMOOTHING = 0.5
@@ -29,17 +29,6 @@ VELOCITY_SMOOTHING = 0.5
 # clothes, textures, compression artefacts) at 0.5-0.6, some in two rounds in a row.
 CONFIRM_SCORE = 0.75
 CONFIRM_ROUNDS = 3
-
-
-def iou(box_a, box_b):
-    """Intersection over union of two (x, y, width, height) boxes, 0 to 1."""
-    ax, ay, aw, ah = box_a
-    bx, by, bw, bh = box_b
-    overlap_w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    overlap_h = max(0, min(ay + ah, by + bh) - max(ay, by))
-    overlap = overlap_w * overlap_h
-    union = aw * ah + bw * bh - overlap
-    return overlap / union if union > 0 else 0.0
 
 
 def center(box):

@@ -11,10 +11,9 @@ import pytest
 import skimage.data
 
 from benchmarks.face_frames import MATCH_IOU, best_match, placed_faces
-from keras_fer.faces import DETECTORS, DetectedFace, crop_face, framing, make_detector
-from keras_fer.faces import blazeface
+from keras_fer.faces import DETECTORS, DetectedFace, FaceDetector, blazeface, crop_face, framing, iou, make_detector
 from keras_fer.recognizer import FaceExpressionRecognizer
-from keras_fer.tracking import iou
+from keras_fer.video import analyze_video
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_CSV = REPO_ROOT.parent / "shared" / "data" / "fer2013" / "fer2013_train_public.csv.gz"
@@ -219,3 +218,55 @@ def test_a_face_with_framing_views_gets_the_mean_of_its_views_probabilities(reco
     (one_crop,) = single.recognize(image)
     np.testing.assert_allclose(list(one_crop.probabilities.values()), recognizer.classifier.classify(views[:1])[0],
                                atol=1e-5)
+
+
+class FixedDetector(FaceDetector):
+    """A detector that finds the same faces in every image, and counts its calls."""
+
+    def __init__(self, name, boxes):
+        super().__init__(min_face_size=40)
+        self.name, self.boxes, self.calls = name, boxes, 0
+
+    def _detect(self, image, min_face_size):
+        self.calls += 1
+        return [DetectedFace(box) for box in self.boxes]
+
+
+def test_the_second_detector_looks_only_where_the_first_finds_no_face_and_only_in_photos(tmp_path):
+    second = FixedDetector("second", [(300, 200, 60, 60), (100, 100, 80, 80)])
+    finding = FaceExpressionRecognizer(detector=FixedDetector("first", [(104, 104, 80, 80)]), second_detector=second)
+    assert [face.box for face in finding.recognize(astronaut_bgr())] == [(104, 104, 80, 80)]
+    assert second.calls == 0
+    blind = FaceExpressionRecognizer(detector=FixedDetector("first", []), second_detector=second)
+    assert [face.box for face in blind.recognize(astronaut_bgr())] == [(100, 100, 80, 80), (300, 200, 60, 60)]
+    assert second.calls == 1
+    assert FaceExpressionRecognizer(detector=blind.detector, second_detector=None).recognize(astronaut_bgr()) == []
+    assert FaceExpressionRecognizer(detector="mtcnn", second_detector="mtcnn").second_detector is None
+    # Videos run the first detector alone (on every frame here).
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 25, (640, 480))
+    for _ in range(3):
+        writer.write(astronaut_bgr())
+    writer.release()
+    blind.detector.calls = second.calls = 0
+    frames = list(analyze_video(blind, str(clip)))
+    assert len(frames) == 3 and blind.detector.calls == 3 and second.calls == 0
+    assert all(frame.faces == () for frame in frames)
+
+
+@pytest.mark.skipif(not SHARED_CSV.exists(), reason="needs the real FER2013 file in ../shared")
+def test_real_faces_blazeface_finds_nothing_at_are_found_by_the_default_photo_path():
+    from keras_fer.data import read_fer2013
+
+    # FER2013 Training faces, each on a flat frame seeded by its row, where BlazeFace found no face
+    # and MTCNN found this one, among 2,000 Training faces in frames (docs/deploy.md, "Two detectors").
+    rows = [2892, 26914, 3859, 23413, 13458]
+    images, labels = read_fer2013(SHARED_CSV, usage="Training")
+    frames = [frame for row in rows for frame in placed_faces(images[[row]], labels[[row]], seed=row,
+                                                               backgrounds=("flat",), sides=(100, 140))]
+    blazeface = make_detector("blazeface", min_face_size=40)
+    photo_path = FaceExpressionRecognizer()
+    alone = sum(best_match(blazeface.detect(frame.image), frame.box) is not None for frame in frames)
+    found = [photo_path.recognize(frame.image) for frame in frames]
+    assert sum(best_match(faces, frame.box) is not None for faces, frame in zip(found, frames)) >= alone + 4, found
+    assert all(len(faces) == 1 for faces in found), found  # the face, and no false one

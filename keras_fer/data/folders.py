@@ -339,8 +339,9 @@ def folder_dataset(
         cache: keep the decoded faces in memory after the first pass.
         repeat: repeat forever (``folder.count(split)`` gives the steps per epoch).
         drop_remainder: drop the last, smaller batch.
-        detect_faces: detect the faces (``keras_fer.faces.make_detector()``), crop the largest
-            as photos are cropped (FER2013 framing, eyes levelled), and skip images without one.
+        detect_faces: find the faces as the photo path does (``keras_fer.faces``' default
+            detector, then its second detector where the first finds none), crop the largest as
+            photos are cropped (FER2013 framing, eyes levelled), and skip images without one.
 
     Returns:
         A dataset of ``(uint8 (B, 48, 48, 1), int32 (B,))``. Its cardinality is unknown, since a
@@ -746,13 +747,12 @@ class _FaceFinder:
         self._local = threading.local()
 
     def crop(self, rgb: np.ndarray) -> tuple[np.ndarray, np.bool_]:
-        from keras_fer.faces import crop_face, make_detector
+        from keras_fer.faces import DEFAULT_SECOND_DETECTOR, crop_face, detect_with_fallback, make_detector
 
-        detector = getattr(self._local, "detector", None)
-        if detector is None:
-            detector = self._local.detector = make_detector()
+        if not hasattr(self._local, "detectors"):
+            self._local.detectors = make_detector(), make_detector(DEFAULT_SECOND_DETECTOR)
         bgr = np.ascontiguousarray(rgb[..., ::-1])
-        found = detector.detect(bgr)  # largest first
+        found = detect_with_fallback(bgr, *self._local.detectors)  # largest first
         if not found:
             return np.zeros(IMAGE_SHAPE, np.uint8), np.bool_(False)
         return crop_face(bgr, found[0], channels=1, align=True), np.bool_(True)

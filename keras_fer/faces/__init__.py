@@ -2,7 +2,8 @@
 
 * `read_image` (`keras_fer.faces.images`): a photo file as uint8 BGR, with clear errors.
 * `make_detector` (`keras_fer.faces.detection`): "blazeface" (default), "mtcnn" or "cascade",
-  one interface, `DetectedFace`s with box, score and landmarks.
+  one interface, `DetectedFace`s with box, score and landmarks; `detect_with_fallback` asks a
+  second detector where the first finds no face.
 * `crop_face` (`keras_fer.faces.framing`): a 48x48 crop framed as FER2013 frames its faces,
   rotated so that the eyes are level where the detector gives landmarks.
 
@@ -18,9 +19,12 @@ Example:
 
 from keras_fer.faces.detection import (  # noqa: F401
     DEFAULT_DETECTOR,
+    DEFAULT_SECOND_DETECTOR,
     DETECTORS,
     DetectedFace,
     FaceDetector,
+    detect_with_fallback,
+    iou,
     make_detector,
 )
 from keras_fer.faces.framing import crop_face, crop_transform, crop_views  # noqa: F401

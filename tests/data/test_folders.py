@@ -310,7 +310,7 @@ def real_public_test(real_csv):
 def test_detect_faces_crops_a_face_in_a_frame_as_the_photo_path_does(tmp_path, real_public_test):
     from benchmarks.face_frames import MATCH_IOU, placed_faces
     from keras_fer.faces import crop_face, make_detector
-    from keras_fer.tracking import iou
+    from keras_fer.faces import iou
 
     faces, labels = real_public_test
     chosen = np.flatnonzero(labels == 3)[:4]  # four Happy faces
