@@ -157,8 +157,8 @@ def test_real_fer2013_faces_in_frames_are_found_and_labelled_nearly_as_whole_cro
     summary = f"found {np.mean(found):.3f}, accuracy {np.mean(correct):.3f} (whole {whole.mean():.3f}), false {false_faces}"
     assert np.mean(found) >= 0.9, summary
     assert false_faces <= 0.1 * len(frames), summary
-    # benchmarks/photo_path.py measures the gaps on 600 faces (docs/deploy.md): about 5 points in
-    # all, 2.3 on the faces found. A broken crop (misplaced, mis-scaled, wrong channels) loses far more.
+    # benchmarks/photo_path.py measures the gaps on 600 faces (docs/deploy.md): 3.8 points in all,
+    # 2.1 on the faces found. A broken crop (misplaced, mis-scaled, wrong channels) loses far more.
     assert np.mean(correct) >= whole.mean() - 0.1, summary
     assert np.mean(np.array(correct)[found]) >= whole[found].mean() - 0.08, summary
 
@@ -258,8 +258,8 @@ def test_the_second_detector_looks_only_where_the_first_finds_no_face_and_only_i
 def test_real_faces_blazeface_finds_nothing_at_are_found_by_the_default_photo_path():
     from keras_fer.data import read_fer2013
 
-    # FER2013 Training faces, each on a flat frame seeded by its row, where BlazeFace found no face
-    # and MTCNN found this one, among 2,000 Training faces in frames (docs/deploy.md, "Two detectors").
+    # FER2013 Training faces that MTCNN found where BlazeFace found no face, among 2,000 Training
+    # faces in frames (tools/second_detector.py), each placed again on a flat frame seeded by its row.
     rows = [2892, 26914, 3859, 23413, 13458]
     images, labels = read_fer2013(SHARED_CSV, usage="Training")
     frames = [frame for row in rows for frame in placed_faces(images[[row]], labels[[row]], seed=row,
