@@ -1,8 +1,9 @@
 """`python predict.py`: labels the faces in photos and videos with the shipped model or a trained one.
 
 Every face the detector finds (MediaPipe's BlazeFace by default; `--detector mtcnn` or
-`cascade`; in a photo where it finds none, MTCNN looks again, `--second-detector`) is cropped as FER2013 frames its faces, rotated so that its eyes are level, converted
-to a 48x48 gray (or RGB, as the model wants) face and classified (`keras_fer.faces`). Photos print one JSON line per face. Videos,
+`cascade`; in a photo where it finds none, MTCNN looks again, `--second-detector`) is cropped as
+FER2013 frames its faces, rotated so that its eyes are level, converted to a 48x48 gray (or RGB,
+as the model wants) face and classified (`keras_fer.faces`). Photos print one JSON line per face. Videos,
 cameras and streams print (or write with `--csv`, `--jsonl`) one record per face per frame,
 with a track id that follows the face, and can write an annotated video and a plot over time
 (`keras_fer.video`, docs/video.md). With no `--model`, photos use the model shipped in the
@@ -59,9 +60,9 @@ def parse_args(argv=None):
                             "OpenCV's Haar cascade, no landmarks); docs/deploy.md compares them")
     faces.add_argument("--second-detector", choices=(*DETECTORS, "none"), default=DEFAULT_SECOND_DETECTOR,
                        help=f"photos: the detector that looks again where --detector finds no face (default "
-                            f"{DEFAULT_SECOND_DETECTOR}: it found a quarter of the faces in frames where BlazeFace found nothing; "
-                            "docs/deploy.md); "
-                            "none: --detector alone. Videos run --detector alone, for speed")
+                            f"{DEFAULT_SECOND_DETECTOR}: it found a quarter of the faces in frames where BlazeFace "
+                            "found nothing; docs/deploy.md); none: --detector alone. Videos run --detector alone, "
+                            "for speed")
     faces.add_argument("--min-face-size", type=int, default=DEFAULT_MIN_FACE_SIZE, metavar="PIXELS",
                        help=f"the smallest face side to look for (default {DEFAULT_MIN_FACE_SIZE}); smaller is slower")
     faces.add_argument("--no-align", dest="align", action="store_false",

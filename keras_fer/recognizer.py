@@ -89,8 +89,8 @@ class FaceExpressionRecognizer:
         second_detector: a detector that looks again where `detector` finds no face in a
             photo, by name or as a `FaceDetector`. The default, "mtcnn", found a quarter of the
             faces in frames where BlazeFace found nothing, and costs nothing where BlazeFace finds
-            a face (docs/deploy.md, "Two detectors"). None, or the same detector as `detector`, runs `detector` alone.
-            Photos only: the video loop runs `detector` alone, for speed.
+            a face (docs/deploy.md, "Two detectors"). None, or the same detector as `detector`,
+            runs `detector` alone. Photos only: the video loop runs `detector` alone, for speed.
 
     Example:
     >>> import numpy as np

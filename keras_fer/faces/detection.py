@@ -94,7 +94,6 @@ def iou(box_a, box_b):
     return overlap / union if union > 0 else 0.0
 
 
-
 def detect_with_fallback(image, detector, second_detector):
     """`detector`'s faces of a BGR image, or where it finds none, `second_detector`'s (None: no second look).
 
