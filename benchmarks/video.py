@@ -4,8 +4,8 @@ The clip is made here: scikit-image's astronaut (a real photograph) sliding acro
 gray canvas, 30 frames per second, written as MJPG AVI with OpenCV. Each row runs the whole
 video path of `predict.py` in this process (`keras_fer.predict.predict_video`: decoding,
 face detection every N-th frame, tracking, aligned crops, batched classification, the CSV
-records) and reports frames / wall seconds, after one untimed pass that
-loads and warms the model. The default row uses `predict.py`'s defaults: the shipped model as a dynamic-range TFLite
+records) and reports frames / wall seconds, after one untimed pass that loads and warms the
+model. The default row uses `predict.py`'s defaults: the shipped model as a dynamic-range TFLite
 file (every core), the BlazeFace detector every `DEFAULT_DETECT_EVERY`-th frame at
 `DEFAULT_DETECT_SCALE`, 8 frames a batch.
 
