@@ -29,6 +29,7 @@ import yaml
 SPLITS = ("Training", "PublicTest", "PrivateTest")
 SCHEDULES = ("plateau", "cosine")
 LABEL_MODES = ("fer2013", "ferplus", "ferplus8", "folders")
+TARGET_KINDS = ("labels", "votes")
 PRECISION_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker")
 _FLOAT_LITERAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
@@ -69,6 +70,9 @@ class DataConfig:
     labels: str = field("fer2013", "label mode: fer2013 (7 classes), ferplus (7) or ferplus8 (8); with an image "
                         "folder also `folders`: the classes are the folders' own", LABEL_MODES)
     ferplus_path: typing.Optional[str] = field(None, "FERPlus vote file fer2013new.csv, for the ferplus modes")
+    targets: str = field("labels", "what training aims at: `labels` (one class a face) or, in the ferplus modes, "
+                         "`votes` (each face's share of the annotators' votes for each class; evaluation still "
+                         "scores the majority labels)", TARGET_KINDS)
     train_split: str = field("Training", "split the model trains on", SPLITS)
     validation_split: str = field("PublicTest", "split that selects the best epoch and drives the callbacks", SPLITS)
     test_split: str = field("PrivateTest", "split reported once at the end; reported absent if the file lacks it", SPLITS)
@@ -251,6 +255,10 @@ def check_relations(config):
             or config.data.labels == "folders" and config.data.source == "synthetic":
         raise ConfigError(f"data.labels: `folders` takes its classes from an image folder; data.source is "
                           f"{config.data.source!r}")
+    if config.data.targets == "votes" and config.data.labels not in ("ferplus", "ferplus8"):
+        raise ConfigError(f"data.targets: `votes` are FERPlus's annotator votes and need data.labels ferplus or "
+                          f"ferplus8 (with a FER2013 CSV and data.ferplus_path), got data.labels "
+                          f"{config.data.labels!r}")
     if not 0.0 <= training.label_smoothing < 1.0:
         raise ConfigError(f"training.label_smoothing: must be in [0, 1), got {training.label_smoothing}")
 

@@ -8,7 +8,8 @@ import pytest
 from test_training import dry_run, tiny_config
 
 from keras_fer.config import ConfigError, load_config
-from keras_fer.data import write_synthetic_fer2013
+from keras_fer.data import read_fer2013, write_synthetic_fer2013
+from keras_fer.data.ferplus import FERPLUS_COLUMNS
 from keras_fer.losses import SparseCategoricalCrossentropy
 from keras_fer.models import build_model, stage_sizes
 from keras_fer.training import read_history, train
@@ -47,6 +48,50 @@ def test_label_smoothing_mixes_the_target_with_the_uniform_distribution():
     assert restored.label_smoothing == smoothing
     with pytest.raises(ValueError, match="label_smoothing=1.0"):
         SparseCategoricalCrossentropy(1.0)
+
+
+def write_votes_for(csv_path, path, seed=0):
+    """A FERPlus vote file for `csv_path`: 10 votes a row, most for its own emotion, some for another."""
+    emotions, usages = [], []
+    with open(csv_path) as f:
+        next(f)
+        for line in f:
+            emotion, _, usage = line.strip().split(",")
+            emotions.append(int(emotion))
+            usages.append(usage)
+    # FERPlus's vote columns of the FER2013 classes 0-6 (anger ... neutral), see keras_fer.data.ferplus.
+    column_of_class = [4, 5, 6, 1, 3, 2, 0]
+    rng = np.random.default_rng(seed)
+    lines = [",".join(FERPLUS_COLUMNS)]
+    for row, (emotion, usage) in enumerate(zip(emotions, usages)):
+        counts = [0] * 10
+        counts[column_of_class[emotion]] = int(rng.integers(6, 11))
+        counts[column_of_class[(emotion + 1) % 7]] += 10 - counts[column_of_class[emotion]]
+        lines.append(f"{usage},fer{row:07d}.png,{','.join(map(str, counts))}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_vote_targets_train_on_the_vote_shares_and_select_epochs_by_majority_accuracy(tmp_path):
+    data = write_synthetic_fer2013(tmp_path / "fer2013.csv", {"Training": 8, "PublicTest": 6}, seed=3)
+    votes = write_votes_for(data, tmp_path / "fer2013new.csv")
+    _, shares = read_fer2013(data, labels="ferplus", ferplus_path=votes, targets="votes")
+    assert 0.0 < (shares.max(axis=1) < 1).mean() < 1.0  # some faces unanimous, some not
+    config = tiny_config(f"data.source={data}", "data.labels=ferplus", f"data.ferplus_path={votes}",
+                         "data.targets=votes", "training.epochs=2", "training.time_limit_minutes=null")
+    metrics = train(config, tmp_path / "run")
+    history = read_history(tmp_path / "run" / "history.csv")
+    model = keras.saving.load_model(tmp_path / "run" / "best.keras")
+    assert isinstance(model.loss, keras.losses.CategoricalCrossentropy)
+    # The epoch was chosen on categorical accuracy against the vote shares: the majority labels' accuracy.
+    best = history[metrics["best_epoch"] - 1]["val_accuracy"]
+    assert metrics["validation"]["accuracy"] == pytest.approx(best, abs=1e-6)
+
+
+def test_vote_targets_without_ferplus_labels_are_a_config_error():
+    with pytest.raises(ConfigError, match="data.targets: `votes` are FERPlus's annotator votes and need data.labels "
+                                          "ferplus or ferplus8"):
+        load_config("configs/quickstart.yaml", ["data.targets=votes"])
 
 
 @pytest.mark.parametrize(

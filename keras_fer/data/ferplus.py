@@ -1,4 +1,4 @@
-"""FERPlus labels: majority votes from Microsoft's ``fer2013new.csv``.
+"""FERPlus labels: majority votes, or the share of votes, from Microsoft's ``fer2013new.csv``.
 
 ``fer2013new.csv`` has one row per row of the original ``fer2013.csv``, in the
 same order (row *i* of one describes row *i* of the other), with the votes of
@@ -16,6 +16,10 @@ How a row's votes become a label (the same rule for every split):
   contempt) and is class 7 in the 8-class mode.
 * The FERPlus emotions map onto the FER2013 class indices: anger 0, disgust 1,
   fear 2, happiness 3, sadness 4, surprise 5, neutral 6, contempt 7.
+
+Training may instead aim at a row's share of votes (:func:`vote_shares`, Barsoum et
+al.'s "probability" scheme): the same rows are kept, and a face that 6 annotators
+call neutral and 4 sad is taught as 0.6 neutral and 0.4 sad.
 """
 
 from __future__ import annotations
@@ -125,6 +129,22 @@ def check_split_counts(votes: FERPlusVotes, index: RowIndex) -> None:
         )
 
 
+def vote_shares(votes: np.ndarray, with_contempt: bool = False) -> np.ndarray:
+    """Vote counts (M, 10) -> float32 (M, K) shares of each class's votes, in FER2013 order.
+
+    Only the votes for the K classes count (K = 8 with contempt, else 7): unknown, not-a-face
+    and, in the 7-class mode, contempt votes are left out, and the rest sum to 1. A row with no
+    vote for any of the K classes is all zeros (its majority label drops it anyway).
+    """
+    classes = len(FERPLUS8_CLASS_NAMES) if with_contempt else len(CLASS_NAMES)
+    counts = np.zeros((len(votes), classes), np.float32)
+    for column, label in enumerate(_CLASS_OF_VOTE_COLUMN):
+        if 0 <= label < classes:
+            counts[:, label] = votes[:, column]
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+
+
 def ferplus_labels(ferplus_path: str | os.PathLike, index: RowIndex, with_contempt: bool = False) -> np.ndarray:
     """FERPlus majority labels for the rows of a FER2013 file.
 
@@ -146,6 +166,12 @@ def ferplus_labels(ferplus_path: str | os.PathLike, index: RowIndex, with_contem
         FER2013FormatError: naming the FERPlus file and line where it does not
             align with the CSV.
     """
+    return majority_labels(aligned_votes(ferplus_path, index), with_contempt)
+
+
+def aligned_votes(ferplus_path: str | os.PathLike, index: RowIndex) -> np.ndarray:
+    """int32 (len(index), 10): the FERPlus votes of each row of a FER2013 file, checked as
+    :func:`ferplus_labels` describes (raises :class:`FER2013FormatError` where they do not align)."""
     votes = read_ferplus_votes(ferplus_path)
     rows = index.lines - 2
     past_end = rows >= len(votes.usages)
@@ -166,4 +192,4 @@ def ferplus_labels(ferplus_path: str | os.PathLike, index: RowIndex, with_contem
             f"{index.path}:{index.lines[first]}: the FERPlus file must be row-aligned with the CSV",
         )
     check_split_counts(votes, index)
-    return majority_labels(votes.votes[rows], with_contempt)
+    return votes.votes[rows]

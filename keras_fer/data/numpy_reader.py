@@ -22,6 +22,7 @@ def read_fer2013(
     labels: str = "fer2013",
     ferplus_path: str | os.PathLike | None = None,
     skip_bad_rows: bool = False,
+    targets: str = "labels",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reads the rows of one or more splits, validating the whole file.
 
@@ -32,24 +33,26 @@ def read_fer2013(
         ferplus_path: ``fer2013new.csv``, needed by the FERPlus modes.
         skip_bad_rows: skip (and log, with their lines) rows that break the
             format instead of raising.
+        targets: ``"labels"`` or, in the FERPlus modes, ``"votes"``.
 
     Returns:
-        ``(images, labels)``: uint8 (N, 48, 48, 1) and int32 (N,), in file order.
+        ``(images, labels)``: uint8 (N, 48, 48, 1) and int32 (N,), in file order;
+        with vote targets, float32 (N, K) shares of the votes instead of labels.
 
     Raises:
         FER2013FormatError: the file (or the FERPlus file) breaks the format;
             the message names file, line and problem.
         ValueError: bad arguments, or no row selected.
     """
-    check_label_mode(labels, ferplus_path)
+    check_label_mode(labels, ferplus_path, targets)
     wanted = usage_codes(usage)
     images = _SplitImages(wanted)
     index = scan_fer2013(path, skip_bad_rows, on_row=images.add)
-    positions, targets = select_rows(index, usage, labels, ferplus_path)
+    positions, row_targets = select_rows(index, usage, labels, ferplus_path, targets)
     # The FERPlus modes drop some rows of the wanted splits: keep the images of
     # the selected positions among all the rows of those splits.
     kept = np.isin(np.flatnonzero(np.isin(index.usages, wanted)), positions)
-    return images.finish()[kept], targets
+    return images.finish()[kept], row_targets
 
 
 class _SplitImages:

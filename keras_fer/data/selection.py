@@ -22,10 +22,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from keras_fer.data.csv_format import CLASS_NAMES, USAGES
-from keras_fer.data.ferplus import FERPLUS8_CLASS_NAMES, ferplus_labels
+from keras_fer.data.ferplus import FERPLUS8_CLASS_NAMES, aligned_votes, ferplus_labels, vote_shares
 from keras_fer.data.row_index import RowIndex, index_fer2013
 
 LABEL_MODES = ("fer2013", "ferplus", "ferplus8")
+TARGET_KINDS = ("labels", "votes")
 
 
 def class_names(labels: str = "fer2013") -> tuple[str, ...]:
@@ -35,11 +36,17 @@ def class_names(labels: str = "fer2013") -> tuple[str, ...]:
     return FERPLUS8_CLASS_NAMES if labels == "ferplus8" else CLASS_NAMES
 
 
-def check_label_mode(labels: str, ferplus_path: str | os.PathLike | None = None) -> None:
-    """Raises ValueError for an unknown mode, or a FERPlus mode without its vote file."""
+def check_label_mode(labels: str, ferplus_path: str | os.PathLike | None = None, targets: str = "labels") -> None:
+    """Raises ValueError for an unknown mode or targets, a FERPlus mode without its vote file, or
+    vote targets without FERPlus votes."""
     class_names(labels)
     if labels != "fer2013" and ferplus_path is None:
         raise ValueError(f"labels={labels!r} needs ferplus_path (the FERPlus vote file fer2013new.csv)")
+    if targets not in TARGET_KINDS:
+        raise ValueError(f"targets must be one of {', '.join(TARGET_KINDS)}, got {targets!r}")
+    if targets == "votes" and labels == "fer2013":
+        raise ValueError("targets='votes' needs a FERPlus label mode (ferplus or ferplus8): FER2013 has one "
+                         "label a face, no votes")
 
 
 def usage_codes(usage: str | Sequence[str]) -> tuple[int, ...]:
@@ -64,22 +71,26 @@ def select_rows(
     usage: str | Sequence[str] = "Training",
     labels: str = "fer2013",
     ferplus_path: str | os.PathLike | None = None,
+    targets: str = "labels",
 ) -> tuple[np.ndarray, np.ndarray]:
     """The rows of the wanted splits that the label mode keeps, in file order.
 
     Returns:
-        ``(positions, targets)``: int64 (M,) positions into ``index`` and int32
-        (M,) labels.
+        ``(positions, targets)``: int64 (M,) positions into ``index``, and int32
+        (M,) labels or, for ``targets="votes"``, float32 (M, K) vote shares.
 
     Raises:
         ValueError: if no row is left (an empty dataset would train on nothing).
     """
+    check_label_mode(labels, ferplus_path, targets)
     codes = usage_codes(usage)
-    targets = row_labels(index, labels, ferplus_path)
-    positions = np.flatnonzero(np.isin(index.usages, codes) & (targets >= 0))
+    row_targets = row_labels(index, labels, ferplus_path)
+    positions = np.flatnonzero(np.isin(index.usages, codes) & (row_targets >= 0))
     if not len(positions):
         raise ValueError(f"{index.path}: no rows with Usage {usage!r} (labels={labels!r})")
-    return positions, targets[positions]
+    if targets == "votes":
+        return positions, vote_shares(aligned_votes(ferplus_path, index)[positions], with_contempt=labels == "ferplus8")
+    return positions, row_targets[positions]
 
 
 def count_fer2013(

@@ -42,6 +42,7 @@ def fer2013_dataset(
     batch_size: int = 64,
     labels: str = "fer2013",
     ferplus_path: str | os.PathLike | None = None,
+    targets: str = "labels",
     shuffle: bool = False,
     seed: int | None = None,
     cache: bool = False,
@@ -58,6 +59,8 @@ def fer2013_dataset(
         batch_size: rows per batch.
         labels: ``"fer2013"``, ``"ferplus"`` or ``"ferplus8"``.
         ferplus_path: ``fer2013new.csv``, for the FERPlus modes.
+        targets: ``"labels"`` (int32 classes) or, in the FERPlus modes,
+            ``"votes"`` (float32 shares of the votes, one column a class).
         shuffle: shuffle rows, differently each epoch.
         seed: shuffle seed (with ``shuffle``).
         cache: keep the decoded images in memory after the first pass
@@ -69,8 +72,8 @@ def fer2013_dataset(
             selected rows, an exact shuffle (2.3 KB per row).
 
     Returns:
-        A dataset of ``(images uint8 (B, 48, 48, 1), labels int32 (B,))``
-        whose cardinality is known (unless ``repeat``).
+        A dataset of ``(images uint8 (B, 48, 48, 1), labels int32 (B,))``,
+        or with vote targets ``(images, float32 (B, K))``, whose cardinality is known (unless ``repeat``).
 
     Raises:
         FER2013FormatError: the file breaks the format (raised here, up front).
@@ -78,22 +81,22 @@ def fer2013_dataset(
     """
     path = os.fspath(path)
     index = index_fer2013(path, skip_bad_rows)
-    positions, targets = select_rows(index, usage, labels, ferplus_path)
+    positions, row_targets = select_rows(index, usage, labels, ferplus_path, targets)
     pixels_column = read_header(path).pixels
 
     # One entry per data line (line 2 onwards), bad and blank lines included,
     # so that they zip with the lines TextLineDataset yields.
     num_lines = index.last_line - 1
     keep = np.zeros(num_lines, bool)
-    line_labels = np.full(num_lines, -1, np.int32)
+    line_targets = np.zeros((num_lines, *row_targets.shape[1:]), row_targets.dtype)
     keep[index.lines[positions] - 2] = True
-    line_labels[index.lines[positions] - 2] = targets
+    line_targets[index.lines[positions] - 2] = row_targets
 
     lines = tf.data.TextLineDataset(
         path, compression_type="GZIP" if is_gzip(path) else "", buffer_size=_READ_BUFFER_BYTES
     ).skip(1)
     rows = tf.data.Dataset.zip(
-        lines, tf.data.Dataset.from_tensor_slices(keep), tf.data.Dataset.from_tensor_slices(line_labels)
+        lines, tf.data.Dataset.from_tensor_slices(keep), tf.data.Dataset.from_tensor_slices(line_targets)
     )
     rows = rows.filter(_is_kept).map(_drop_keep_flag)
 

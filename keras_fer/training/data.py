@@ -28,19 +28,21 @@ class TrainingData:
     folder: typing.Any = None
 
     def dataset(self, config, split, **options):
-        """Batches of raw faces of `split` in `tf.data` (`fer2013_dataset`'s or `folder_dataset`'s options)."""
+        """Batches of raw faces of `split` and their `data.targets` in `tf.data` (`fer2013_dataset`'s or
+        `folder_dataset`'s options)."""
         data = config.data
         if self.folder is not None:
             return fer_data.folder_dataset(self.folder, split, detect_faces=data.detect_faces, **options)
         return fer_data.fer2013_dataset(self.path, usage=split, labels=data.labels, ferplus_path=data.ferplus_path,
-                                        **options)
+                                        targets=data.targets, **options)
 
     def arrays(self, config, split):
-        """`(images, labels)` of `split` as NumPy arrays (backends other than TensorFlow)."""
+        """`(images, targets)` of `split` as NumPy arrays (backends other than TensorFlow)."""
         data = config.data
         if self.folder is not None:
             return fer_data.read_image_folder(self.folder, split, detect_faces=data.detect_faces)
-        return fer_data.read_fer2013(self.path, usage=split, labels=data.labels, ferplus_path=data.ferplus_path)
+        return fer_data.read_fer2013(self.path, usage=split, labels=data.labels, ferplus_path=data.ferplus_path,
+                                     targets=data.targets)
 
     def evaluate(self, model, config, split):
         """`keras_fer.evaluation`'s report of `model` on `split`."""

@@ -8,7 +8,7 @@ import pytest
 from fer_test_files import HEADER, pixel_field, write_csv
 
 from keras_fer.data import FER2013FormatError, count_fer2013, fer2013_dataset, read_fer2013
-from keras_fer.data.ferplus import FERPLUS_COLUMNS, majority_labels
+from keras_fer.data.ferplus import FERPLUS_COLUMNS, majority_labels, vote_shares
 
 VOTE_NAMES = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF"]
 FER2013_NAME_OF_VOTE = {
@@ -84,6 +84,45 @@ def test_both_readers_apply_ferplus_labels_and_drop_rows(csv_with_votes, labels,
     tf_images, tf_targets = next(iter(fer2013_dataset(csv_path, usage, batch_size=9, labels=labels, ferplus_path=ferplus_path)))
     np.testing.assert_array_equal(tf_images.numpy(), images)
     np.testing.assert_array_equal(tf_targets.numpy(), targets)
+
+
+def test_vote_shares_count_only_the_classes_of_the_mode():
+    table = np.array([votes(neutral=6, sadness=3, unknown=1), votes(contempt=6, neutral=2, NF=2), votes(NF=10)])
+    np.testing.assert_allclose(vote_shares(table), [[0, 0, 0, 0, 1 / 3, 0, 2 / 3], [0, 0, 0, 0, 0, 0, 1], [0] * 7])
+    np.testing.assert_allclose(vote_shares(table, with_contempt=True)[1], [0, 0, 0, 0, 0, 0, 0.25, 0.75])
+
+
+@pytest.mark.parametrize("labels", ["ferplus", "ferplus8"])
+def test_both_readers_give_the_same_vote_targets_for_the_rows_the_labels_keep(csv_with_votes, labels):
+    csv_path, ferplus_path = csv_with_votes
+    usage = ["Training", "PublicTest"]
+    images, labels_kept = read_fer2013(csv_path, usage=usage, labels=labels, ferplus_path=ferplus_path)
+    vote_images, shares = read_fer2013(csv_path, usage=usage, labels=labels, ferplus_path=ferplus_path, targets="votes")
+    np.testing.assert_array_equal(vote_images, images)
+    assert shares.dtype == np.float32 and shares.shape == (len(labels_kept), 8 if labels == "ferplus8" else 7)
+    assert shares.argmax(axis=1).tolist() == labels_kept.tolist()
+    np.testing.assert_allclose(shares[0, [3, 6]], [0.8, 0.2])  # happiness 8, neutral 2
+    tf_images, tf_shares = next(iter(fer2013_dataset(csv_path, usage, batch_size=9, labels=labels,
+                                                     ferplus_path=ferplus_path, targets="votes")))
+    np.testing.assert_array_equal(tf_images.numpy(), images)
+    np.testing.assert_allclose(tf_shares.numpy(), shares)
+
+
+def test_vote_targets_need_a_ferplus_mode(csv_with_votes):
+    csv_path, ferplus_path = csv_with_votes
+    with pytest.raises(ValueError, match="targets='votes' needs a FERPlus label mode"):
+        read_fer2013(csv_path, ferplus_path=ferplus_path, targets="votes")
+    with pytest.raises(ValueError, match="targets must be one of labels, votes, got 'soft'"):
+        fer2013_dataset(csv_path, labels="ferplus", ferplus_path=ferplus_path, targets="soft")
+
+
+def test_real_vote_targets_agree_with_the_majority_labels(real_csv, real_ferplus, real_training_and_public):
+    _, labels_kept = read_fer2013(real_csv, usage="PublicTest", labels="ferplus8", ferplus_path=real_ferplus)
+    _, shares = read_fer2013(real_csv, usage="PublicTest", labels="ferplus8", ferplus_path=real_ferplus,
+                             targets="votes")
+    np.testing.assert_allclose(shares.sum(axis=1), 1.0, rtol=1e-6)
+    assert (shares.argmax(axis=1) == labels_kept).all()
+    assert 0.3 < (shares.max(axis=1) < 1).mean() < 0.9  # many faces are not unanimous: the point of the votes
 
 
 def test_counts_report_dropped_rows(csv_with_votes):
