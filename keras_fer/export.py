@@ -305,7 +305,7 @@ def export(
             calibration_faces = None
             if set(CALIBRATED) & set(quantizations):
                 calibration_faces, _ = read_faces(representative_data, CALIBRATION_SPLIT, calibration_samples, seed,
-                                                  folder_labels, class_map=class_map)
+                                                  folder_labels, ferplus_path, class_map)
                 if keras_model.channels == 3:
                     calibration_faces = np.repeat(calibration_faces, 3, axis=-1)
             tflite_dir = os.path.join(output_dir, "tflite")

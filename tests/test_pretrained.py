@@ -160,3 +160,23 @@ def test_the_shipped_model_passes_the_int8_export_check_on_every_publictest_face
     assert int8["passed"] and int8["top1_agreement"] >= INT8_AGREEMENT_GOAL > MIN_TOP1_AGREEMENT["int8"], int8
     assert int8["top1_agreement_confident"] == 1.0, int8
     assert int8["accuracy_change_points"] >= -0.5, int8
+
+
+@pytest.mark.skipif(not SHARED_FERPLUS.exists(), reason="needs the real FER2013 and FERPlus files in ../shared")
+def test_the_ferplus_preset_exports_to_int8_calibrated_on_its_own_training_faces(tmp_path):
+    """The FERPlus preset's int8 export reads Training faces in its label mode (ferplus8) for calibration.
+
+    That read needs the FERPlus vote file as much as the parity read does; it once lacked it and
+    refused every FERPlus model's int8 export.
+    """
+    from keras_fer.export import export
+
+    report = export("ferplus", tmp_path, "tflite", ["int8"], representative_data=str(SHARED_CSV),
+                    ferplus_path=str(SHARED_FERPLUS), parity_split="PublicTest", parity_samples=4000,
+                    calibration_samples=200)
+    recorded = pretrained.metadata("ferplus")["provenance"]["shipped_validation"]
+    assert report["parity_data"]["images"] == 3396
+    assert report["parity_data"]["keras_accuracy"] == pytest.approx(recorded["accuracy"], abs=1e-6)
+    (int8,) = report["artifacts"]
+    assert int8["passed"] and int8["top1_agreement"] >= INT8_AGREEMENT_GOAL, int8
+    assert int8["accuracy_change_points"] >= -0.5, int8
