@@ -102,8 +102,9 @@ class FaceExpressionRecognizer:
     def __init__(self, model="fer2013", class_names=None, min_face_size=DEFAULT_MIN_FACE_SIZE, num_threads=None,
                  detector=DEFAULT_DETECTOR, align=True, framing_views=True, second_detector=DEFAULT_SECOND_DETECTOR):
         self.detector = make_detector(detector, min_face_size)
-        second = None if second_detector is None else make_detector(second_detector, self.detector.min_face_size)
-        self.second_detector = None if second is None or second.name == self.detector.name else second
+        second_name = getattr(second_detector, "name", second_detector)
+        self.second_detector = (None if second_detector is None or second_name == self.detector.name
+                                else make_detector(second_detector, self.detector.min_face_size))
         self.classifier = load_classifier(os.fspath(model), class_names, num_threads)
         self.align = bool(align)
         self.framing_views = bool(framing_views)
