@@ -39,9 +39,10 @@ PRESETS = {
     },
     "ferplus": {
         "file": "ferplus.npz",
-        "sha256": "b936f1076e011597badb8547a0710e2e3a9c476d46a6a8685e40dbccdc321f69",
-        "description": "the same network trained on FERPlus majority labels (8 classes with Contempt) by "
-                       "configs/ferplus8_cpu.yaml; FERPlus PublicTest 84.78%. See docs/model_card_ferplus.md.",
+        "sha256": "afa2167d2b7892e8557f5746bea1023e82eed86ee62f8fd22dac827de6228e0c",
+        "description": "the FER2013 preset fine-tuned on FERPlus (8 classes with Contempt), taught each face's "
+                       "share of the annotators' votes, by configs/ferplus8_finetune.yaml with data.targets: "
+                       "votes; FERPlus PublicTest 85.10% (majority labels). See docs/model_card_ferplus.md.",
     },
 }
 

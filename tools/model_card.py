@@ -57,6 +57,9 @@ def card_block(preset="fer2013"):
             ["training run", f"`results/{provenance['run']}/`, commit `{provenance['commit'][:7]}`, seed "
                              f"{provenance['seed']}"],
             ["command", f"`{provenance['command']}`"],
+            # A file shipped before vote targets existed was trained on labels.
+            ["training targets", "each face's share of the annotators' votes (`data.targets: votes`)"
+                                 if provenance.get("targets") == "votes" else "one label a face"],
             ["epochs", f"{provenance['epochs_run']} run, epoch {provenance['best_epoch']} chosen on "
                        f"{run_validation['split']}"],
             ["wall time", f"{minutes:.0f} min (training and the final evaluation)"],

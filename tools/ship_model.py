@@ -54,6 +54,7 @@ def main(argv=None):
     provenance = {
         "run": Path(args.run).name,
         "labels": config.data.labels,
+        "targets": config.data.targets,
         "command": commands[0],
         "commit": metrics["code_version"],
         "seed": metrics["seed"],
