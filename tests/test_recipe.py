@@ -12,7 +12,7 @@ from keras_fer.data import read_fer2013, write_synthetic_fer2013
 from keras_fer.data.ferplus import FERPLUS_COLUMNS
 from keras_fer.losses import SparseCategoricalCrossentropy
 from keras_fer.models import build_model, stage_sizes
-from keras_fer.training import read_history, train
+from keras_fer.training import RunError, read_history, train
 
 
 @pytest.mark.parametrize(
@@ -88,10 +88,18 @@ def test_vote_targets_train_on_the_vote_shares_and_select_epochs_by_majority_acc
     assert metrics["validation"]["accuracy"] == pytest.approx(best, abs=1e-6)
 
 
-def test_vote_targets_without_ferplus_labels_are_a_config_error():
+def test_vote_targets_without_ferplus_votes_are_refused_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="data.targets: `votes` are FERPlus's annotator votes and need data.labels "
                                           "ferplus or ferplus8"):
         load_config("configs/quickstart.yaml", ["data.targets=votes"])
+    import cv2
+
+    (tmp_path / "faces" / "happy").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "faces" / "happy" / "a.png"), np.zeros((48, 48), "uint8"))
+    config = tiny_config(f"data.source={tmp_path / 'faces'}", "data.labels=ferplus8", "data.targets=votes")
+    with pytest.raises(RunError, match=r"data.targets votes: .* is an image folder, whose images have one label each"):
+        train(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(

@@ -63,6 +63,10 @@ def check_data_source(config):
     """Raises RunError now if the data file or folder (or the FERPlus file) is missing."""
     source = config.data.source
     if is_folder_source(config):
+        if config.data.targets == "votes":
+            raise RunError(f"data.targets votes: vote shares come from FERPlus's vote file for FER2013 CSV rows, "
+                           f"and data.source {source} is an image folder, whose images have one label each; "
+                           "set data.targets: labels")
         if config.data.ferplus_path is not None:
             raise RunError(f"data.ferplus_path {config.data.ferplus_path}: FERPlus votes label FER2013 CSV rows, "
                            f"and data.source {source} is an image folder; set data.ferplus_path: null")

@@ -75,12 +75,12 @@ def make_optimizer(settings, learning_rate):
 
 def compile_model(model, config, steps_per_epoch):
     training = config.training
+    # Vote targets are distributions over the classes; "accuracy" then compares their argmax,
+    # the majority label, with the prediction's.
+    loss_class = keras.losses.CategoricalCrossentropy if config.data.targets == "votes" else SparseCategoricalCrossentropy
     model.compile(
         optimizer=make_optimizer(training.optimizer, make_learning_rate(training, steps_per_epoch)),
-        # Vote targets are distributions over the classes; "accuracy" then compares their argmax,
-        # the majority label, with the prediction's.
-        loss=(keras.losses.CategoricalCrossentropy(label_smoothing=training.label_smoothing)
-              if config.data.targets == "votes" else SparseCategoricalCrossentropy(label_smoothing=training.label_smoothing)),
+        loss=loss_class(label_smoothing=training.label_smoothing),
         metrics=["accuracy"],
         jit_compile=config.runtime.jit_compile,
     )
