@@ -9,7 +9,7 @@ from test_training import dry_run, tiny_config
 
 from keras_fer.config import ConfigError, load_config
 from keras_fer.data import read_fer2013, write_synthetic_fer2013
-from keras_fer.data.ferplus import FERPLUS_COLUMNS
+from keras_fer.data.ferplus import FERPLUS_COLUMNS, VOTE_COLUMNS
 from keras_fer.losses import SparseCategoricalCrossentropy
 from keras_fer.models import build_model, stage_sizes
 from keras_fer.training import RunError, read_history, train
@@ -59,8 +59,9 @@ def write_votes_for(csv_path, path, seed=0):
             emotion, _, usage = line.strip().split(",")
             emotions.append(int(emotion))
             usages.append(usage)
-    # FERPlus's vote columns of the FER2013 classes 0-6 (anger ... neutral), see keras_fer.data.ferplus.
-    column_of_class = [4, 5, 6, 1, 3, 2, 0]
+    # FERPlus's vote column of each FER2013 class, in class order (Angry ... Neutral).
+    column_of_class = [VOTE_COLUMNS.index(vote) for vote in
+                       ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")]
     rng = np.random.default_rng(seed)
     lines = [",".join(FERPLUS_COLUMNS)]
     for row, (emotion, usage) in enumerate(zip(emotions, usages)):

@@ -82,7 +82,6 @@ def select_rows(
     Raises:
         ValueError: if no row is left (an empty dataset would train on nothing).
     """
-    check_label_mode(labels, ferplus_path, targets)
     codes = usage_codes(usage)
     row_targets = row_labels(index, labels, ferplus_path)
     positions = np.flatnonzero(np.isin(index.usages, codes) & (row_targets >= 0))

@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from keras_fer.data.csv_format import IMAGE_SHAPE, is_gzip, read_header
 from keras_fer.data.row_index import index_fer2013
-from keras_fer.data.selection import select_rows
+from keras_fer.data.selection import check_label_mode, select_rows
 
 # Rows decoded per map call: large enough to amortise the per-call overhead,
 # small enough that the parallel calls keep every core busy.
@@ -79,6 +79,7 @@ def fer2013_dataset(
         FER2013FormatError: the file breaks the format (raised here, up front).
         ValueError: bad arguments, or no row selected.
     """
+    check_label_mode(labels, ferplus_path, targets)
     path = os.fspath(path)
     index = index_fer2013(path, skip_bad_rows)
     positions, row_targets = select_rows(index, usage, labels, ferplus_path, targets)
