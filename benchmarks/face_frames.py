@@ -29,7 +29,15 @@ BORDER = 0.2
 PHOTOGRAPHS = ("coffee", "rocket", "chelsea", "hubble_deep_field", "immunohistochemistry", "brick", "grass",
                "gravel", "coins", "moon", "clock", "page")
 BACKGROUNDS = ("flat", *PHOTOGRAPHS)
-# A detection finds a placed face when it overlaps the face's true frame at least this much.
+# A detection finds a placed face when its box's center lies inside the face's true frame (the
+# FER2013 image's square) and its side is at least this share of the frame's. The frame is not a
+# face box: FER2013 frames some faces loosely, and a detector's right box of such a face can be a
+# third of the frame's side or less. Of 2,000 Training faces in frames, 39 that BlazeFace then
+# MTCNN found overlapped their frame by an intersection over union below 0.3, the rule until
+# 2026-12-06, with sides of 0.35-0.55 of the frame's; the faces of the test that checks this rule
+# (tests/test_faces.py, seen by eye) have boxes down to 0.30 of it.
+MIN_SIDE_SHARE = 1 / 4
+# The earlier rule, which the benchmark still reports beside the one above.
 MATCH_IOU = 0.3
 
 
@@ -81,12 +89,32 @@ def place_face(face, side, canvas, rng):
     return (int(left + border), int(top + border), side, side)
 
 
-def best_match(faces, box):
-    """The face (anything with a `.box`) overlapping `box` most, if by at least MATCH_IOU; else None."""
+def finds(face_box, frame_box):
+    """Whether a detection's (x, y, width, height) box finds the face placed in `frame_box` (x, y, side, side).
+
+    >>> finds((60, 60, 30, 30), (50, 50, 100, 100)), finds((60, 60, 20, 20), (50, 50, 100, 100))
+    (True, False)
+    """
+    x, y, width, height = face_box
+    left, top, side, _ = frame_box
+    center_x, center_y = x + width / 2, y + height / 2
+    inside = left <= center_x <= left + side and top <= center_y <= top + side
+    return inside and (width * height) ** 0.5 >= MIN_SIDE_SHARE * side
+
+
+def best_match(faces, box, rule="center"):
+    """The face (anything with a `.box`) that finds the face placed in `box`, overlapping it most; else None.
+
+    Args:
+        rule: "center" (`finds`, the benchmark's rule) or "iou" (an overlap of at least MATCH_IOU).
+    """
     from keras_fer.faces import iou
 
-    best = max(faces, key=lambda face: iou(face.box, box), default=None)
-    return best if best is not None and iou(best.box, box) >= MATCH_IOU else None
+    if rule not in ("center", "iou"):
+        raise ValueError(f"`rule` must be 'center' or 'iou'. Received: rule={rule!r}")
+    matching = [face for face in faces
+                if (finds(face.box, box) if rule == "center" else iou(face.box, box) >= MATCH_IOU)]
+    return max(matching, key=lambda face: iou(face.box, box), default=None)
 
 
 def placed_faces(faces, labels, seed=0, backgrounds=BACKGROUNDS, sides=FACE_SIDES):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from benchmarks.face_frames import MATCH_IOU, best_match, placed_faces
+from benchmarks.face_frames import best_match, finds, placed_faces
 from keras_fer.faces import DETECTORS, DetectedFace, FaceDetector, blazeface, crop_face, framing, iou, make_detector
 from keras_fer.recognizer import FaceExpressionRecognizer
 from keras_fer.video import analyze_video
@@ -151,7 +151,7 @@ def test_real_fer2013_faces_in_frames_are_found_and_labelled_nearly_as_whole_cro
     for frame in frames:
         faces = recognizer.recognize(frame.image)
         match = best_match(faces, frame.box)
-        false_faces += sum(iou(face.box, frame.box) < MATCH_IOU for face in faces)
+        false_faces += sum(not finds(face.box, frame.box) for face in faces)
         found.append(match is not None)
         correct.append(match is not None and recognizer.class_names.index(match.label) == frame.label)
     summary = f"found {np.mean(found):.3f}, accuracy {np.mean(correct):.3f} (whole {whole.mean():.3f}), false {false_faces}"
@@ -270,3 +270,28 @@ def test_real_faces_blazeface_finds_nothing_at_are_found_by_the_default_photo_pa
     found = [photo_path.recognize(frame.image) for frame in frames]
     assert sum(best_match(faces, frame.box) is not None for faces, frame in zip(found, frames)) >= alone + 4, found
     assert all(len(faces) == 1 for faces in found), found  # the face, and no false one
+
+
+@pytest.mark.skipif(not SHARED_CSV.exists(), reason="needs the real FER2013 file in ../shared")
+def test_faces_fer2013_frames_loosely_are_found_by_the_benchmark_rule_and_missed_by_the_overlap_rule():
+    from keras_fer.data import read_fer2013
+
+    # FER2013 Training faces that fill a third to a half of their image (seen by eye; benchmarks/face_frames.py):
+    # the photo path's box of each is right, and 0.30-0.55 of the frame's side.
+    rows = [20773, 2460, 15966, 23690, 26699]
+    images, labels = read_fer2013(SHARED_CSV, usage="Training")
+    frames = [frame for row in rows for frame in placed_faces(images[[row]], labels[[row]], seed=row,
+                                                               backgrounds=("flat",), sides=(140, 200))]
+    found = [FaceExpressionRecognizer().recognize(frame.image) for frame in frames]
+    assert all(len(faces) == 1 for faces in found), found
+    for faces, frame in zip(found, frames):
+        assert best_match(faces, frame.box) is faces[0], (faces, frame)
+        assert best_match(faces, frame.box, rule="iou") is None, (faces, frame)
+        assert iou(faces[0].box, frame.box) < 0.3
+    # The benchmark rule still refuses a box far from the face, or too small to be more than a part of it.
+    x, y, side, _ = frames[0].box
+    assert not finds((x + side, y, side // 2, side // 2), frames[0].box)
+    assert not finds((x + side // 2 - 10, y + side // 2 - 10, 20, 20), frames[0].box)
+    with pytest.raises(ValueError, match="rule='overlap'"):
+        best_match(found[0], frames[0].box, rule="overlap")
+
