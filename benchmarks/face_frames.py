@@ -102,18 +102,28 @@ def finds(face_box, frame_box):
     return inside and (width * height) ** 0.5 >= MIN_SIDE_SHARE * side
 
 
+def overlaps(face_box, frame_box):
+    """The earlier rule: whether a detection's box overlaps the placed face's frame by at least MATCH_IOU."""
+    from keras_fer.faces import iou
+
+    return iou(face_box, frame_box) >= MATCH_IOU
+
+
+# How a detection is matched to a placed face: the benchmark's rule, and the earlier one.
+MATCH_RULES = {"center": finds, "iou": overlaps}
+
+
 def best_match(faces, box, rule="center"):
     """The face (anything with a `.box`) that finds the face placed in `box`, overlapping it most; else None.
 
     Args:
-        rule: "center" (`finds`, the benchmark's rule) or "iou" (an overlap of at least MATCH_IOU).
+        rule: a name of `MATCH_RULES`: "center" (`finds`, the benchmark's rule) or "iou" (`overlaps`).
     """
     from keras_fer.faces import iou
 
-    if rule not in ("center", "iou"):
-        raise ValueError(f"`rule` must be 'center' or 'iou'. Received: rule={rule!r}")
-    matching = [face for face in faces
-                if (finds(face.box, box) if rule == "center" else iou(face.box, box) >= MATCH_IOU)]
+    if rule not in MATCH_RULES:
+        raise ValueError(f"`rule` must be one of {tuple(MATCH_RULES)}. Received: rule={rule!r}")
+    matching = [face for face in faces if MATCH_RULES[rule](face.box, box)]
     return max(matching, key=lambda face: iou(face.box, box), default=None)
 
 

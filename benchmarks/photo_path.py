@@ -35,7 +35,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from benchmarks.common import DATA_FILE, REPO_ROOT, argument_parser, report_header, summarize_seconds, write_report  # noqa: E402,E501
-from benchmarks.face_frames import FACE_SIDES, MATCH_IOU, MIN_SIDE_SHARE, best_match, finds, placed_faces  # noqa: E402,E501
+from benchmarks.face_frames import (FACE_SIDES, MATCH_IOU, MATCH_RULES, MIN_SIDE_SHARE, best_match, finds,  # noqa: E402
+                                   placed_faces)
 
 OUTPUT = REPO_ROOT / "docs" / "results" / "photo_path.json"
 SIDE_BINS = ((48, 80), (80, 130), (130, 201))
@@ -49,7 +50,7 @@ def run_variant(recognizer, frames):
         faces = recognizer.recognize(frame.image)
         seconds = time.perf_counter() - start
         row = {"seconds": seconds, "false_faces": sum(not finds(face.box, frame.box) for face in faces)}
-        for rule in ("center", "iou"):
+        for rule in MATCH_RULES:
             match = best_match(faces, frame.box, rule)
             row[rule] = None if match is None else recognizer.class_names.index(match.label)
         rows.append(row)
@@ -58,10 +59,9 @@ def run_variant(recognizer, frames):
 
 def summarize(rows, frames, whole_correct):
     """The report entry of one variant."""
-    found = np.array([row["center"] is not None for row in rows])
-    correct = np.array([row["center"] == frame.label for row, frame in zip(rows, frames)])
-    found_by_iou = np.array([row["iou"] is not None for row in rows])
-    correct_by_iou = np.array([row["iou"] == frame.label for row, frame in zip(rows, frames)])
+    found, found_by_iou = (np.array([row[rule] is not None for row in rows]) for rule in ("center", "iou"))
+    correct, correct_by_iou = (np.array([row[rule] == frame.label for row, frame in zip(rows, frames)])
+                               for rule in ("center", "iou"))
     sides = np.array([frame.box[2] for frame in frames])
     flat = np.array([frame.background == "flat" for frame in frames])
     return {

@@ -254,16 +254,20 @@ def test_the_second_detector_looks_only_where_the_first_finds_no_face_and_only_i
     assert all(frame.faces == () for frame in frames)
 
 
-@pytest.mark.skipif(not SHARED_CSV.exists(), reason="needs the real FER2013 file in ../shared")
-def test_real_faces_blazeface_finds_nothing_at_are_found_by_the_default_photo_path():
+def training_rows_on_flat_frames(rows, sides):
+    """`PlacedFace`s of these rows of the shared file's Training faces, each on a flat frame seeded by its row."""
     from keras_fer.data import read_fer2013
 
-    # FER2013 Training faces that MTCNN found where BlazeFace found no face, among 2,000 Training
-    # faces in frames (tools/second_detector.py), each placed again on a flat frame seeded by its row.
-    rows = [2892, 26914, 3859, 23413, 13458]
     images, labels = read_fer2013(SHARED_CSV, usage="Training")
-    frames = [frame for row in rows for frame in placed_faces(images[[row]], labels[[row]], seed=row,
-                                                               backgrounds=("flat",), sides=(100, 140))]
+    return [frame for row in rows for frame in placed_faces(images[[row]], labels[[row]], seed=row,
+                                                            backgrounds=("flat",), sides=sides)]
+
+
+@pytest.mark.skipif(not SHARED_CSV.exists(), reason="needs the real FER2013 file in ../shared")
+def test_real_faces_blazeface_finds_nothing_at_are_found_by_the_default_photo_path():
+    # FER2013 Training faces that MTCNN found where BlazeFace found no face, among 2,000 Training
+    # faces in frames (tools/second_detector.py).
+    frames = training_rows_on_flat_frames([2892, 26914, 3859, 23413, 13458], sides=(100, 140))
     blazeface = make_detector("blazeface", min_face_size=40)
     photo_path = FaceExpressionRecognizer()
     alone = sum(best_match(blazeface.detect(frame.image), frame.box) is not None for frame in frames)
@@ -274,15 +278,11 @@ def test_real_faces_blazeface_finds_nothing_at_are_found_by_the_default_photo_pa
 
 @pytest.mark.skipif(not SHARED_CSV.exists(), reason="needs the real FER2013 file in ../shared")
 def test_faces_fer2013_frames_loosely_are_found_by_the_benchmark_rule_and_missed_by_the_overlap_rule():
-    from keras_fer.data import read_fer2013
-
     # FER2013 Training faces that fill a third to a half of their image (seen by eye; benchmarks/face_frames.py):
     # the photo path's box of each is right, and 0.30-0.55 of the frame's side.
-    rows = [20773, 2460, 15966, 23690, 26699]
-    images, labels = read_fer2013(SHARED_CSV, usage="Training")
-    frames = [frame for row in rows for frame in placed_faces(images[[row]], labels[[row]], seed=row,
-                                                               backgrounds=("flat",), sides=(140, 200))]
-    found = [FaceExpressionRecognizer().recognize(frame.image) for frame in frames]
+    frames = training_rows_on_flat_frames([20773, 2460, 15966, 23690, 26699], sides=(140, 200))
+    photo_path = FaceExpressionRecognizer()
+    found = [photo_path.recognize(frame.image) for frame in frames]
     assert all(len(faces) == 1 for faces in found), found
     for faces, frame in zip(found, frames):
         assert best_match(faces, frame.box) is faces[0], (faces, frame)
@@ -294,4 +294,3 @@ def test_faces_fer2013_frames_loosely_are_found_by_the_benchmark_rule_and_missed
     assert not finds((x + side // 2 - 10, y + side // 2 - 10, 20, 20), frames[0].box)
     with pytest.raises(ValueError, match="rule='overlap'"):
         best_match(found[0], frames[0].box, rule="overlap")
-
