@@ -123,14 +123,15 @@ def photo_path_section(report):
     setup = report["setup"]
     return "\n\n".join([
         "### Photo path (`benchmarks/photo_path.py`)", run_line(report),
-        f"{setup['faces']} real FER2013 {setup['split']} faces, one a 640x480 frame, {setup['face_sides'][0]}-"
+        f"{setup['faces']:,} real FER2013 {setup['split']} faces, one a 640x480 frame, {setup['face_sides'][0]}-"
         f"{setup['face_sides'][1]} pixels, on flat and photographed backgrounds, through "
         "`FaceExpressionRecognizer.recognize` (detection, crops, the shipped Keras model). A frame holds one face, so "
         "the time a frame is the photo path's latency per face, detection included. The whole-crop accuracy is the "
-        "same model on the same 48x48 faces; a face not found counts as wrong in the photo-path accuracy. A "
-        "detection finds a face when its center lies inside the face's true frame and its side is at least a quarter "
-        "of the frame's; the last two columns count by the earlier rule, an intersection over union of at least 0.3 "
-        "with the true frame, which misses faces that FER2013 frames loosely (`benchmarks/face_frames.py`). Report: "
+        "same model on the same 48x48 faces; a face not found counts as wrong in the photo-path accuracy, and the gap "
+        "is the whole-crop accuracy less the photo path's, with its standard error over the faces. The FERPlus column "
+        "scores both against FERPlus's majority labels (ten annotators a face) on the faces whose majority is a "
+        "FER2013 class. A detection finds a face when its center lies inside the face's true frame and its side is at "
+        "least a quarter of the frame's (`benchmarks/face_frames.py`). Report: "
         "[docs/results/photo_path.json](results/photo_path.json).",
         report["table"]])
 

@@ -5,10 +5,14 @@ import os
 import platform
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
+
+import lzma
 
 import numpy as np
 import pytest
+from test_recipe import write_votes_for
 
 from keras_fer.data import read_fer2013, write_synthetic_fer2013
 
@@ -18,12 +22,13 @@ GPU_RUN = REPO_ROOT / "tools" / "gpu_run.py"
 
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory):
-    """A pack of a small synthetic FER2013 file, with wheels for this machine's Python."""
+    """A pack of a small synthetic FER2013 file and its FERPlus votes, with wheels for this machine's Python."""
     root = tmp_path_factory.mktemp("gpu")
     csv = write_synthetic_fer2013(root / "faces.csv", {"Training": 12, "PublicTest": 4, "PrivateTest": 3}, seed=5)
+    votes = write_votes_for(csv, root / "fer2013new.csv")
     python_version = ".".join(platform.python_version_tuple()[:2])
     subprocess.run(
-        [sys.executable, str(GPU_RUN), "pack", "--data", csv, "--out", str(root / "pack"),
+        [sys.executable, str(GPU_RUN), "pack", "--data", csv, "--ferplus", str(votes), "--out", str(root / "pack"),
          "--python-version", python_version],
         check=True, capture_output=True, text=True,
     )
@@ -39,6 +44,28 @@ def test_pack_holds_arrays_wheels_configs_and_scripts(packed):
     assert (pack / "configs" / "paper.yaml").read_text() == (REPO_ROOT / "configs" / "paper.yaml").read_text()
     # Training and PublicTest only, as the device runs them: 12 and 4 faces per class.
     assert json.loads((pack / "pack.json").read_text())["rows"] == 7 * (12 + 4)
+    # No shipped preset unless asked for: each is 6.2 MiB of the device's carry.
+    assert not [name for name in wheel_files(pack) if name.startswith("keras_fer/presets/")]
+    with lzma.open(pack / "fer2013new.csv.xz") as packed_votes:
+        assert packed_votes.read() == (root / "fer2013new.csv").read_bytes()
+
+
+def wheel_files(pack):
+    (wheel,) = (pack / "wheels").glob("keras_fer-*.whl")
+    return zipfile.ZipFile(wheel).namelist()
+
+
+def test_pack_carries_the_presets_asked_for_and_no_other(tmp_path):
+    python_version = ".".join(platform.python_version_tuple()[:2])
+    subprocess.run(
+        [sys.executable, str(GPU_RUN), "pack", "--presets", "fer2013", "--out", str(tmp_path / "pack"),
+         "--python-version", python_version],
+        check=True, capture_output=True, text=True,
+    )
+    presets = [name for name in wheel_files(tmp_path / "pack") if name.startswith("keras_fer/presets/")]
+    assert presets == ["keras_fer/presets/fer2013.npz"]
+    # The wheel's code is the whole package all the same.
+    assert "keras_fer/pretrained.py" in wheel_files(tmp_path / "pack")
 
 
 def test_packed_arrays_rebuild_the_same_faces(packed, tmp_path):
@@ -55,7 +82,7 @@ def test_packed_arrays_rebuild_the_same_faces(packed, tmp_path):
         read_fer2013(rebuilt, usage="PrivateTest")
 
 
-def test_run_installs_the_wheels_and_trains_on_jax_without_tensorflow(packed, tmp_path):
+def test_run_installs_the_wheels_and_trains_on_ferplus_votes_on_jax_without_tensorflow(packed, tmp_path):
     root, _ = packed
     run_dir = tmp_path / "run"
     # The GPU machines have no TensorFlow: make it unimportable, as there.
@@ -70,13 +97,16 @@ def test_run_installs_the_wheels_and_trains_on_jax_without_tensorflow(packed, tm
          # The runner is under test here, not the network (test_backends trains the masked one
          # on JAX with XLA): a small plain ResNet34 keeps the two XLA compiles short.
          "--set", "model.width=4", "--set", "model.input_size=32", "--set", "model.use_masks=false",
-         "--set", "training.epochs=2", "--set", "training.batch_size=16"],
+         "--set", "training.epochs=2", "--set", "training.batch_size=16",
+         # The FERPlus modes read the packed votes: run points data.ferplus_path at them.
+         "--set", "data.labels=ferplus8", "--set", "data.targets=votes"],
         capture_output=True, text=True, timeout=900, env=env,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["backend"] == "jax"
     assert metrics["epochs_run"] == 2
+    assert json.loads((run_dir / "class_names.json").read_text())[-1] == "Contempt"
     # Keras came from the packed wheels, not from this machine's site-packages.
     assert (tmp_path / "site" / "keras").is_dir()
     assert "backend jax" in result.stdout

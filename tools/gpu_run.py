@@ -3,15 +3,21 @@
 Two steps:
 
     # here, where TensorFlow and the data are: one folder under 60 MiB
-    python tools/gpu_run.py pack --data ../shared/data/fer2013/fer2013_train_public.csv.gz --out .gpu
+    python tools/gpu_run.py pack --data ../shared/data/fer2013/fer2013_train_public.csv.gz \
+        --ferplus ../shared/data/fer2013/fer2013new.csv --out .gpu
 
     # there (only Python, NumPy and JAX needed): install the packed wheels, rebuild the CSV,
     # train with KERAS_BACKEND=jax for at most --minutes, write the run directory
     python3 .gpu/gpu_run.py run --pack .gpu --config configs/paper.yaml --minutes 8 --output-dir $OUT/run
 
-The folder holds FER2013 as xz-compressed uint8 arrays made by the project's own reader, the
-wheels the far machine lacks (keras and its pure helpers, keras-fer itself), the configs and the
-scripts. `run` imports nothing outside the standard library until the wheels are installed.
+The folder holds FER2013 as xz-compressed uint8 arrays made by the project's own reader, with
+FERPlus's vote file (xz-compressed) when `--ferplus` is given, the wheels the far machine lacks
+(keras and its pure helpers, keras-fer itself), the configs and the scripts. `run` imports nothing
+outside the standard library until the wheels are installed, and points `data.ferplus_path` at
+the packed votes, so that the FERPlus configs run as they are:
+
+    python3 .gpu/gpu_run.py run --pack .gpu --config configs/ferplus8_cpu.yaml --minutes 8 --output-dir $OUT/run \
+        --set data.targets=votes
 """
 
 import argparse
@@ -21,6 +27,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,6 +42,9 @@ DEVICE_PLATFORMS = (
 )
 PACK_LIMIT_BYTES = 60 * 2**20
 ARRAYS = "fer2013_arrays.npy.xz"
+# The shipped presets (keras_fer/presets/NAME.npz); read from the files, as this runs without keras_fer installed.
+PRESETS = {path.stem for path in (REPO_ROOT / "keras_fer" / "presets").glob("*.npz")}
+VOTES = "fer2013new.csv.xz"
 
 
 def installed_version(name):
@@ -43,8 +53,8 @@ def installed_version(name):
     return version(name)
 
 
-def download_wheels(wheel_dir, python_version):
-    """Wheels of `MISSING_ON_DEVICE` at the versions installed here, and keras-fer's own."""
+def download_wheels(wheel_dir, python_version, presets):
+    """Wheels of `MISSING_ON_DEVICE` at the versions installed here, and keras-fer's own with only `presets`."""
     pins = [f"{name}=={installed_version(name)}" for name in MISSING_ON_DEVICE]
     platforms = [arg for platform in DEVICE_PLATFORMS for arg in ("--platform", platform)]
     subprocess.run(
@@ -52,11 +62,19 @@ def download_wheels(wheel_dir, python_version):
          "--python-version", python_version, "--implementation", "cp", *platforms, "-d", str(wheel_dir), *pins],
         check=True,
     )
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "-w", str(wheel_dir), str(REPO_ROOT)],
-        check=True,
-    )
+    # Each shipped preset is 6.2 MiB, and a paper-size run needs none: the wheel is built from a copy
+    # of the package that holds only the presets asked for, so that the pack fits the device's carry.
+    unwanted = [f"{name}.npz" for name in PRESETS - set(presets)]
+    with tempfile.TemporaryDirectory() as source:
+        for name in ("setup.cfg", "pyproject.toml", "README.md"):
+            shutil.copy(REPO_ROOT / name, source)
+        shutil.copytree(REPO_ROOT / "keras_fer", Path(source) / "keras_fer",
+                        ignore=shutil.ignore_patterns("__pycache__", *unwanted))
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+             "-w", str(wheel_dir), source],
+            check=True,
+        )
 
 
 def save_arrays(path, data, usages):
@@ -90,11 +108,16 @@ def pack(args):
     started = time.monotonic()
     rows = save_arrays(out / ARRAYS, args.data, args.usage) if args.data else 0
     print(f"data: {rows:,} rows of {args.data} -> {out / ARRAYS} ({time.monotonic() - started:.0f} s)")
-    download_wheels(out / "wheels", args.python_version)
+    if args.ferplus:
+        with open(args.ferplus, "rb") as source, lzma.open(out / VOTES, "wb", preset=6) as packed_votes:
+            shutil.copyfileobj(source, packed_votes)
+        print(f"votes: {args.ferplus} -> {out / VOTES}")
+    download_wheels(out / "wheels", args.python_version, args.presets)
     shutil.copytree(REPO_ROOT / "configs", out / "configs")
     for script in ("train.py", "evaluate.py", "tools/gpu_run.py"):
         shutil.copy(REPO_ROOT / script, out / Path(script).name)
-    (out / "pack.json").write_text(json.dumps({"data": str(args.data), "usages": args.usage, "rows": rows}, indent=1))
+    (out / "pack.json").write_text(json.dumps({"data": str(args.data), "ferplus": args.ferplus, "presets": args.presets,
+                                                  "usages": args.usage, "rows": rows}, indent=1))
     size = sum(path.stat().st_size for path in out.rglob("*") if path.is_file())
     print(f"pack: {out} holds {size / 2**20:.1f} MiB")
     for path in sorted(out.rglob("*")):
@@ -138,6 +161,12 @@ def run(args):
         data_args = ["--data", str(csv)]
     elif args.data:
         data_args = ["--data", args.data]
+    if (pack_dir / VOTES).exists():
+        votes = site.parent / "fer2013new.csv"
+        with lzma.open(pack_dir / VOTES, "rb") as packed_votes, open(votes, "wb") as target:
+            shutil.copyfileobj(packed_votes, target)
+        # First, so that a --set data.ferplus_path given to run still wins.
+        data_args += ["--set", f"data.ferplus_path={votes}"]
     command = [
         sys.executable, str(pack_dir / "train.py"), "--config", str(config), "--output-dir", args.output_dir,
         *data_args, "--set", f"training.time_limit_minutes={args.minutes}",
@@ -153,6 +182,9 @@ def main(argv=None):
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("pack", help="build the folder to carry (here)")
     p.add_argument("--data", help="fer2013.csv(.gz) to pack as arrays; without it, the run generates synthetic faces")
+    p.add_argument("--ferplus", help="FERPlus's fer2013new.csv, row-aligned with --data, for the FERPlus configs")
+    p.add_argument("--presets", nargs="*", default=[], choices=sorted(PRESETS), metavar="NAME",
+                   help="shipped presets to carry, 6.2 MiB each (default none): fer2013 for a `--init fer2013` run")
     p.add_argument("--usage", nargs="+", default=["Training", "PublicTest"], help="splits to pack")
     p.add_argument("--out", default=".gpu", help="the folder to write (default .gpu)")
     p.add_argument("--python-version", default=DEVICE_PYTHON, help=f"Python of the far machine (default {DEVICE_PYTHON})")
