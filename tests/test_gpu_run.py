@@ -1,14 +1,13 @@
 """tools/gpu_run.py: the folder carried to a GPU machine without TensorFlow, and a JAX run from it."""
 
 import json
+import lzma
 import os
 import platform
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
-
-import lzma
 
 import numpy as np
 import pytest
