@@ -65,12 +65,14 @@ def run_variant(recognizer, frames):
 def summarize(rows, frames, whole_predicted, ferplus):
     """The report entry of one variant, from its rows, the whole crops' predicted classes and the faces'
     FERPlus majority labels (-1 where there is none among the FER2013 classes)."""
-    whole_correct = whole_predicted == np.array([frame.label for frame in frames])
-    predicted = np.array([-1 if row["center"] is None else row["center"] for row in rows])
+    labels = np.array([frame.label for frame in frames])
+    whole_correct = whole_predicted == labels
+    # The class each rule's match was labelled, -1 where that rule found no face.
+    predicted, predicted_by_iou = (np.array([-1 if row[rule] is None else row[rule] for row in rows])
+                                   for rule in ("center", "iou"))
+    found, found_by_iou = predicted >= 0, predicted_by_iou >= 0
+    correct, correct_by_iou = predicted == labels, predicted_by_iou == labels
     judged = ferplus >= 0
-    found, found_by_iou = (np.array([row[rule] is not None for row in rows]) for rule in ("center", "iou"))
-    correct, correct_by_iou = (np.array([row[rule] == frame.label for row, frame in zip(rows, frames)])
-                               for rule in ("center", "iou"))
     sides = np.array([frame.box[2] for frame in frames])
     flat = np.array([frame.background == "flat" for frame in frames])
     return {

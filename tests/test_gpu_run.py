@@ -17,6 +17,8 @@ from keras_fer.data import read_fer2013, write_synthetic_fer2013
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GPU_RUN = REPO_ROOT / "tools" / "gpu_run.py"
+# The packs here are installed by this machine's Python, not the device's.
+PYTHON_VERSION = ".".join(platform.python_version_tuple()[:2])
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +27,9 @@ def packed(tmp_path_factory):
     root = tmp_path_factory.mktemp("gpu")
     csv = write_synthetic_fer2013(root / "faces.csv", {"Training": 12, "PublicTest": 4, "PrivateTest": 3}, seed=5)
     votes = write_votes_for(csv, root / "fer2013new.csv")
-    python_version = ".".join(platform.python_version_tuple()[:2])
     subprocess.run(
         [sys.executable, str(GPU_RUN), "pack", "--data", csv, "--ferplus", str(votes), "--out", str(root / "pack"),
-         "--python-version", python_version],
+         "--python-version", PYTHON_VERSION],
         check=True, capture_output=True, text=True,
     )
     return root, csv
@@ -44,7 +45,7 @@ def test_pack_holds_arrays_wheels_configs_and_scripts(packed):
     # Training and PublicTest only, as the device runs them: 12 and 4 faces per class.
     assert json.loads((pack / "pack.json").read_text())["rows"] == 7 * (12 + 4)
     # No shipped preset unless asked for: each is 6.2 MiB of the device's carry.
-    assert not [name for name in wheel_files(pack) if name.startswith("keras_fer/presets/")]
+    assert wheel_presets(pack) == []
     with lzma.open(pack / "fer2013new.csv.xz") as packed_votes:
         assert packed_votes.read() == (root / "fer2013new.csv").read_bytes()
 
@@ -54,15 +55,17 @@ def wheel_files(pack):
     return zipfile.ZipFile(wheel).namelist()
 
 
+def wheel_presets(pack):
+    return [name for name in wheel_files(pack) if name.startswith("keras_fer/presets/")]
+
+
 def test_pack_carries_the_presets_asked_for_and_no_other(tmp_path):
-    python_version = ".".join(platform.python_version_tuple()[:2])
     subprocess.run(
         [sys.executable, str(GPU_RUN), "pack", "--presets", "fer2013", "--out", str(tmp_path / "pack"),
-         "--python-version", python_version],
+         "--python-version", PYTHON_VERSION],
         check=True, capture_output=True, text=True,
     )
-    presets = [name for name in wheel_files(tmp_path / "pack") if name.startswith("keras_fer/presets/")]
-    assert presets == ["keras_fer/presets/fer2013.npz"]
+    assert wheel_presets(tmp_path / "pack") == ["keras_fer/presets/fer2013.npz"]
     # The wheel's code is the whole package all the same.
     assert "keras_fer/pretrained.py" in wheel_files(tmp_path / "pack")
 
