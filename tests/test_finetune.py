@@ -94,6 +94,23 @@ def test_init_refuses_a_network_other_than_the_one_the_weights_were_trained_as()
         assign_initial_weights(model, "no-such-preset", FERPLUS8_CLASS_NAMES[:7], model_build_arguments(config, 7))
 
 
+def test_init_carries_the_weights_to_a_stem_of_another_stride_and_no_other_stem():
+    """conv3x3_s2's weights run at stride 1 (configs/ferplus8_stride1.yaml); the 7x7 imagenet stem differs."""
+    config = finetune_config("model.stem=conv3x3")
+    model = make_model(config, 7)
+    line = assign_initial_weights(model, "fer2013", FERPLUS8_CLASS_NAMES[:7], model_build_arguments(config, 7))
+    assert "model.stem 'conv3x3_s2' -> 'conv3x3'" in line
+    _, weights = pretrained.read_preset_file(pretrained.preset_path("fer2013"))
+    stem = keras.ops.convert_to_numpy(model.get_layer("stem_conv").kernel)
+    np.testing.assert_array_equal(stem, weights["stem_conv/kernel"].astype("float32"))
+    assert model.get_layer("stem_conv").output.shape[1:3] == (48, 48)
+
+    config = finetune_config("model.stem=imagenet", "model.input_size=64")
+    model = make_model(config, 7)
+    with pytest.raises(RunError, match=r"model\.stem is 'conv3x3_s2' there, 'imagenet' in this config"):
+        assign_initial_weights(model, "fer2013", FERPLUS8_CLASS_NAMES[:7], model_build_arguments(config, 7))
+
+
 def test_freeze_trains_the_classifier_alone_then_the_whole_network():
     """Epoch 1 moves only the classifier (batch-norm statistics included); epoch 2 moves everything."""
     config = finetune_config("model.augmentation=null")

@@ -3,7 +3,10 @@
 `training.init` names a shipped preset (`fer2013`, `ferplus`) or a trained `.keras` file. Its
 weights are assigned to the run's freshly built network by Keras variable path, so the network
 (`model.*` of the config) must be the one those weights were trained as; a difference is refused
-before any work, naming the first one. The classifier is the one layer that may differ: its rows
+before any work, naming the first one. Two differences leave every weight's shape as it is and
+are allowed: the stem's stride (`conv3x3_s2` to `conv3x3`, the same 3x3 kernel), which runs the
+same trained filters on maps twice as fine, and so does the input size. The classifier is the one
+layer that may differ: its rows
 for classes that the source also has (matched by name) are carried over, and the rows of new
 classes keep their fresh initialization. A source class the run lacks is simply dropped.
 
@@ -23,6 +26,8 @@ from keras_fer.training.run_directory import RunError
 CLASSIFIER = "predictions"
 # Build arguments that only change inference (the mirror average a preset ships with).
 INFERENCE_ONLY = ("flip_average",)
+# Stems with the same weights, differing only in stride: a run may start from either's weights.
+SAME_WEIGHT_STEMS = ({"conv3x3", "conv3x3_s2"},)
 
 
 def read_initial_weights(init):
@@ -66,16 +71,36 @@ def read_initial_weights(init):
     return weights, tuple(class_names), None
 
 
+def same_weight_shapes(key, source_value, run_value):
+    """Whether a difference in `build_model` argument `key` leaves every weight's shape unchanged."""
+    if key == "stem":
+        return any({source_value, run_value} <= stems for stems in SAME_WEIGHT_STEMS)
+    # Global pooling before the classifier: no weight depends on the input's side.
+    return key == "input_size"
+
+
 def check_same_network(build, run_build, init):
-    """Raises RunError naming the first `build_model` argument in which the run's network differs."""
+    """Checks that `init`'s weights fit the run's network; returns the allowed differences.
+
+    Returns:
+        A list of "model.KEY A -> B" strings, one per difference that keeps the weights' shapes
+        (see `same_weight_shapes`), for the run's log.
+    Raises:
+        RunError: naming the first `build_model` argument in which the run's network differs
+            otherwise.
+    """
+    changes = []
     for key in sorted(set(build) | set(run_build)):
-        if key in INFERENCE_ONLY or key == "num_classes":
+        if key in INFERENCE_ONLY or key == "num_classes" or build.get(key) == run_build.get(key):
             continue
-        if build.get(key) != run_build.get(key):
+        if same_weight_shapes(key, build.get(key), run_build.get(key)):
+            changes.append(f"model.{key} {build.get(key)!r} -> {run_build.get(key)!r}")
+        else:
             raise RunError(
                 f"training.init {init!r} was trained as another network: model.{key} is {build.get(key)!r} there, "
                 f"{run_build.get(key)!r} in this config; set model.{key}: {build.get(key)!r}"
             )
+    return changes
 
 
 def classifier_rows(source_classes, run_classes):
@@ -99,8 +124,7 @@ def assign_initial_weights(model, init, run_classes, run_build):
             counterpart of the same shape.
     """
     weights, source_classes, build = read_initial_weights(init)
-    if build is not None:
-        check_same_network(build, run_build, init)
+    changes = check_same_network(build, run_build, init) if build is not None else []
     run_rows, source_rows = classifier_rows(source_classes, list(run_classes))
     for variable in model.weights:
         path = variable.path
@@ -117,7 +141,8 @@ def assign_initial_weights(model, init, run_classes, run_build):
         variable.assign(np.asarray(value).astype(variable.dtype))
     new = [name for name in run_classes if name not in source_classes]
     return (f"Initialized from {init}: every layer, and the classifier's rows of {len(run_rows)} of "
-            f"{len(run_classes)} classes" + (f" (new: {', '.join(new)})" if new else ""))
+            f"{len(run_classes)} classes" + (f" (new: {', '.join(new)})" if new else "")
+            + (f"; the same weights in a changed network: {', '.join(changes)}" if changes else ""))
 
 
 class FreezeBackbone(keras.callbacks.Callback):
