@@ -3,12 +3,12 @@
 `training.init` names a shipped preset (`fer2013`, `ferplus`) or a trained `.keras` file. Its
 weights are assigned to the run's freshly built network by Keras variable path, so the network
 (`model.*` of the config) must be the one those weights were trained as; a difference is refused
-before any work, naming the first one. Two differences leave every weight's shape as it is and
-are allowed: the stem's stride (`conv3x3_s2` to `conv3x3`, the same 3x3 kernel), which runs the
-same trained filters on maps twice as fine, and so does the input size. The classifier is the one
-layer that may differ: its rows
-for classes that the source also has (matched by name) are carried over, and the rows of new
-classes keep their fresh initialization. A source class the run lacks is simply dropped.
+before any work, naming the first one. Two differences keep every weight's shape and are allowed
+(the run's log names them): the input size, and the stem's stride between `conv3x3_s2` and
+`conv3x3`, whose same 3x3 filters then run on maps twice as fine or twice as coarse. The
+classifier is the one layer that may differ: its rows for classes that the source also has
+(matched by name) are carried over, and the rows of new classes keep their fresh initialization.
+A source class the run lacks is simply dropped.
 
 `training.freeze_epochs` then trains only the classifier for the first epochs, every other layer
 frozen (batch normalization in inference mode, as Keras does for a non-trainable layer), so that
