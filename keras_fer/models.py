@@ -31,6 +31,9 @@ STAGE_BLOCKS = (3, 4, 6, 3)
 # what factor it shrinks it. "imagenet" is ResNet34's (and the paper's); "conv3x3" keeps a
 # 48-pixel face at full resolution, "conv3x3_s2" halves it, neither with a max-pool.
 STEM_STRIDES = {"imagenet": 4, "conv3x3": 1, "conv3x3_s2": 2}
+# Each stem's convolution kernel, its one weight of a shape of its own: stems of the same kernel
+# share weights (keras_fer/training/initialization.py carries them from one to the other).
+STEM_KERNELS = {"imagenet": 7, "conv3x3": 3, "conv3x3_s2": 3}
 # Not stated in the paper: the common FER2013 choice of flips, small shifts and rotations.
 DEFAULT_AUGMENTATION = {"flip": True, "shift": 0.1, "rotation_degrees": 10.0, "zoom": 0.1}
 
@@ -69,8 +72,9 @@ def apply_stem(x, stem, width):
     Returns:
         (batch, H / s, W / s, width) with s = `STEM_STRIDES[stem]`.
     """
-    kernel, stride = (7, 2) if stem == "imagenet" else (3, STEM_STRIDES[stem])
-    x = layers.Conv2D(width, kernel, strides=stride, padding="same", use_bias=False, name="stem_conv")(x)
+    # The imagenet stem's convolution halves the side and its max-pool halves it again.
+    stride = 2 if stem == "imagenet" else STEM_STRIDES[stem]
+    x = layers.Conv2D(width, STEM_KERNELS[stem], strides=stride, padding="same", use_bias=False, name="stem_conv")(x)
     x = BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name="stem_bn")(x)
     x = layers.ReLU(name="stem_relu")(x)
     if stem == "imagenet":

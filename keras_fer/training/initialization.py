@@ -20,14 +20,13 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from keras_fer.models import STEM_KERNELS
 from keras_fer.training.run_directory import RunError
 
 # The classifier: the one layer whose shape may follow the run's classes.
 CLASSIFIER = "predictions"
 # Build arguments that only change inference (the mirror average a preset ships with).
 INFERENCE_ONLY = ("flip_average",)
-# Stems with the same weights, differing only in stride: a run may start from either's weights.
-SAME_WEIGHT_STEMS = ({"conv3x3", "conv3x3_s2"},)
 
 
 def read_initial_weights(init):
@@ -74,7 +73,7 @@ def read_initial_weights(init):
 def same_weight_shapes(key, source_value, run_value):
     """Whether a difference in `build_model` argument `key` leaves every weight's shape unchanged."""
     if key == "stem":
-        return any({source_value, run_value} <= stems for stems in SAME_WEIGHT_STEMS)
+        return STEM_KERNELS[source_value] == STEM_KERNELS[run_value]
     # Global pooling before the classifier: no weight depends on the input's side.
     return key == "input_size"
 
