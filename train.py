@@ -22,7 +22,8 @@ def parse_args(argv):
     parser.add_argument("--config", help="YAML configuration, e.g. configs/paper.yaml (required)")
     parser.add_argument("--data", help="fer2013.csv or .csv.gz, or an image folder DIR/<class>/* or "
                         "DIR/<split>/<class>/* (docs/data.md); overrides data.source")
-    parser.add_argument("--init", help="start from these weights: a shipped preset (fer2013, ferplus) or a trained "
+    parser.add_argument("--init", help="start from these weights: a shipped preset (fer2013), one network of an "
+                        "ensemble preset (ferplus:member1, ferplus:member2) or a trained "
                         ".keras file; overrides training.init (fine-tuning: configs/finetune.yaml)")
     parser.add_argument("--output-dir", help="run directory (default: runs/<config name>)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -73,6 +73,22 @@ class KerasClassifier(Classifier):
     def classify(self, faces):
         return np.asarray(self.model.predict_on_batch(faces.astype(np.float32)), np.float32)
 
+    def stage_gate_layers(self):
+        """Names of the layers whose outputs are the four stages' mask gates F * W.
+
+        Raises:
+            ModelError: the model has no masks of its own.
+        """
+        import keras
+
+        names = [f"stage{index}_mask_gate" for index in range(1, len(STAGE_BLOCKS) + 1)]
+        if not set(names) <= {layer.name for layer in self.model.layers}:
+            members = [layer.name for layer in self.model.layers if isinstance(layer, keras.Model)]
+            reason = (f"an ensemble of {len(members)} networks, {', '.join(members)}, each with masks of its own"
+                      if members else "built with use_masks=False")
+            raise ModelError(f"{self.path}: the model has no stage masks ({reason}).")
+        return names
+
     def stage_gates(self, face):
         """The mean over channels of each stage's mask gate F * W for one face.
 
@@ -83,15 +99,11 @@ class KerasClassifier(Classifier):
         Returns:
             list of four float32 (h_i, w_i) maps, stage 1 first.
         Raises:
-            ModelError: the model has no masks.
+            ModelError: the model has no masks (`stage_gate_layers`).
         """
         import keras
 
-        names = [f"stage{index}_mask_gate" for index in range(1, len(STAGE_BLOCKS) + 1)]
-        present = {layer.name for layer in self.model.layers}
-        if not set(names) <= present:
-            raise ModelError(f"{self.path}: the model has no stage masks (built with use_masks=False).")
-        gates = keras.Model(self.model.input, [self.model.get_layer(name).output for name in names])
+        gates = keras.Model(self.model.input, [self.model.get_layer(name).output for name in self.stage_gate_layers()])
         outputs = gates.predict_on_batch(face[None].astype(np.float32))
         return [np.asarray(output[0], np.float32).mean(axis=-1) for output in outputs]
 

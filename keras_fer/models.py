@@ -2,7 +2,8 @@
 
 `build_model` assembles one functional Keras model from raw 48x48 gray faces (uint8 or float
 in 0-255) to class probabilities: preprocessing layers, the backbone with its four fused
-stages, global average pooling and a softmax head.
+stages, global average pooling and a softmax head. `build_ensemble` averages several such
+networks into one model.
 """
 
 import argparse
@@ -238,6 +239,44 @@ def build_model(
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     if flip_average:
         outputs = AverageViews(dtype="float32", name="average_views")(outputs)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_ensemble(members, name="keras_fer_ensemble"):
+    """One functional model that averages the class probabilities of several networks.
+
+    Networks that err on different faces are more accurate together than each alone: the
+    FERPlus preset averages a stride-2 and a stride-1 network (docs/model_card_ferplus.md).
+    Each member keeps its own preprocessing, so members may differ in stem and input size
+    but must take the same raw faces and give the same classes.
+
+    Args:
+        members: list of two or more `keras.Model`s with equal input and output shapes and
+            distinct names (a member's name is its layers' scope in the ensemble).
+        name: str, model name.
+
+    Example:
+    >>> import numpy as np
+    >>> members = [build_model(input_size=32, width=4, use_masks=False, name=f"member{index}")
+    ...            for index in (1, 2)]
+    >>> tuple(build_ensemble(members)(np.zeros((2, 48, 48, 1), "uint8")).shape)
+    (2, 7)
+    """
+    members = list(members)
+    if len(members) < 2:
+        raise ValueError(f"An ensemble needs two or more members. Received: {len(members)} member(s)")
+    names = [member.name for member in members]
+    if len(set(names)) != len(names):
+        raise ValueError(f"Every member needs a name of its own. Received: member names {names}")
+    for member in members[1:]:
+        if (member.input_shape, member.output_shape) != (members[0].input_shape, members[0].output_shape):
+            raise ValueError(
+                f"Every member must map the same faces to the same classes. Received: {members[0].name!r} "
+                f"{members[0].input_shape} -> {members[0].output_shape}, {member.name!r} {member.input_shape} "
+                f"-> {member.output_shape}"
+            )
+    inputs = keras.Input(members[0].input_shape[1:], name="faces")
+    outputs = layers.Average(dtype="float32", name="average_members")([member(inputs) for member in members])
     return keras.Model(inputs, outputs, name=name)
 
 

@@ -200,6 +200,8 @@ def main(argv=None):
         if args.masks and not isinstance(recognizer.classifier, KerasClassifier):
             raise ModelError(f"{args.model}: --masks needs a .keras model or a preset (the stage masks are not "
                              "exported).")
+        if args.masks:
+            recognizer.classifier.stage_gate_layers()  # a model without masks is refused before any photo
     except (ModelError, pretrained.PresetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

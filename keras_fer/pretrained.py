@@ -3,8 +3,10 @@
 A preset is one `.npz` file in `keras_fer/presets/`: the keyword arguments of
 `keras_fer.models.build_model`, the class names and a description (JSON, under the key
 `metadata`), and every variable of the inference model stored as float16 under its Keras
-variable path (`weights/stage1_block1/conv1/kernel`, ...). Loading builds the network in
-float32 on the current backend (TensorFlow or JAX) and assigns the weights, after checking
+variable path (`weights/stage1_block1/conv1/kernel`, ...). A preset may instead hold an
+ensemble (`keras_fer.models.build_ensemble`): one set of build arguments per network, under
+`members`, and network i's variables under `weights/member<i>/`. Loading builds the network(s)
+in float32 on the current backend (TensorFlow or JAX) and assigns the weights, after checking
 the file's sha256 against `PRESETS`, so that a damaged or swapped file is refused rather
 than silently giving other predictions.
 
@@ -28,6 +30,8 @@ from keras_fer import files
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 METADATA_KEY = "metadata"
 WEIGHTS_PREFIX = "weights/"
+# The metadata key of an ensemble's build arguments, one dict per network.
+MEMBERS_KEY = "members"
 # Every preset: its file in PRESET_DIR, the file's sha256 and what it is.
 PRESETS = {
     "fer2013": {
@@ -39,10 +43,12 @@ PRESETS = {
     },
     "ferplus": {
         "file": "ferplus.npz",
-        "sha256": "afa2167d2b7892e8557f5746bea1023e82eed86ee62f8fd22dac827de6228e0c",
-        "description": "the FER2013 preset fine-tuned on FERPlus (8 classes with Contempt), taught each face's "
-                       "share of the annotators' votes, by configs/ferplus8_finetune.yaml with data.targets: "
-                       "votes; FERPlus PublicTest 85.10% (majority labels). See docs/model_card_ferplus.md.",
+        "sha256": "5677f65a20dd783a14d09f91a65defdddade61dba67c8d1c515674d1ca668338",
+        "description": "an ensemble of two networks fine-tuned on FERPlus (8 classes with Contempt), each face's "
+                       "probabilities averaged over them: member1 the FER2013 preset fine-tuned on FERPlus's vote "
+                       "shares (configs/ferplus8_finetune.yaml, stride 2), member2 a second such run fine-tuned "
+                       "further at stride 1 (configs/ferplus8_stride1.yaml); FERPlus PublicTest 86.13% (majority "
+                       "labels). See docs/model_card_ferplus.md.",
     },
 }
 
@@ -142,6 +148,57 @@ def build_with_weights(build, weights, class_names, source="the weights"):
     return model
 
 
+def member_name(index):
+    """The name of an ensemble's network `index` (1-based): its model name and its weights' prefix."""
+    return f"member{index}"
+
+
+def networks_of(metadata, weights, source="the weights"):
+    """[(build arguments, {variable path: array})], one pair per network of a preset file.
+
+    Args:
+        metadata, weights: as `read_preset_file` returns them.
+        source: what the weights come from, for error messages.
+    Raises:
+        PresetError: an ensemble's file holds weights of no member.
+    """
+    if MEMBERS_KEY not in metadata:
+        return [(metadata["build"], weights)]
+    networks, claimed = [], set()
+    for index, build in enumerate(metadata[MEMBERS_KEY], start=1):
+        prefix = member_name(index) + "/"
+        own = {key[len(prefix):]: value for key, value in weights.items() if key.startswith(prefix)}
+        claimed.update(prefix + key for key in own)
+        networks.append((build, own))
+    stray = sorted(set(weights) - claimed)
+    if stray:
+        raise PresetError(f"{source}: weights of no member of the ensemble: {stray[:3]}")
+    return networks
+
+
+def model_from_networks(networks, class_names, source="the weights"):
+    """The float32 inference model of one network, or the ensemble of several.
+
+    Args:
+        networks: list of (build arguments, {variable path: array}), as `networks_of` gives.
+        class_names: the class names in output order, kept as the model's `class_names`.
+        source: what the weights come from, for error messages.
+    Raises:
+        PresetError: weights that do not match their network.
+    """
+    from keras_fer.models import build_ensemble
+
+    if len(networks) == 1:
+        ((build, weights),) = networks
+        return build_with_weights(build, weights, class_names, source)
+    members = [build_with_weights({**build, "name": member_name(index)}, weights, class_names,
+                                  f"{source} ({member_name(index)})")
+               for index, (build, weights) in enumerate(networks, start=1)]
+    model = build_ensemble(members)
+    model.class_names = tuple(class_names)
+    return model
+
+
 def load_file(path, expected_sha256=None):
     """Builds the float32 inference model stored in a preset file and loads its weights.
 
@@ -155,7 +212,8 @@ def load_file(path, expected_sha256=None):
         PresetError: see `read_preset_file`, or weights that do not match the network.
     """
     metadata, weights = read_preset_file(path, expected_sha256)
-    return build_with_weights(metadata["build"], weights, metadata["class_names"], source=str(path))
+    return model_from_networks(networks_of(metadata, weights, source=str(path)), metadata["class_names"],
+                               source=str(path))
 
 
 def load(name="fer2013"):
@@ -205,20 +263,27 @@ def float16_weights(model, build):
     return weights
 
 
-def save(path, build, weights, class_names, provenance):
+def save(path, networks, class_names, provenance):
     """Writes a preset file: build arguments, class names, provenance and float16 weights.
 
     Args:
         path: the `.npz` file to write (`keras_fer.files`: complete or not at all).
-        build: dict of `build_model` keyword arguments that rebuild the network.
-        weights: {variable path: float16 array}, as `float16_weights` gives.
+        networks: list of (build, weights) pairs, one per network: `build` the dict of
+            `build_model` keyword arguments that rebuild it, `weights` its {variable path:
+            float16 array} as `float16_weights` gives. Two or more make an ensemble.
         class_names: the class names in output order.
         provenance: JSON-ready dict: run, command, commit, accuracy, ...
     Returns:
         The written file's sha256.
     """
-    record = {"build": build, "class_names": list(class_names), "provenance": provenance}
-    arrays = {WEIGHTS_PREFIX + key: value for key, value in weights.items()}
+    record = {"class_names": list(class_names), "provenance": provenance}
+    if len(networks) == 1:
+        ((record["build"], weights),) = networks
+        arrays = {WEIGHTS_PREFIX + key: value for key, value in weights.items()}
+    else:
+        record[MEMBERS_KEY] = [build for build, _ in networks]
+        arrays = {f"{WEIGHTS_PREFIX}{member_name(index)}/{key}": value
+                  for index, (_, weights) in enumerate(networks, start=1) for key, value in weights.items()}
     with files.replaced_on_success(path) as partial:
         np.savez_compressed(partial, **{METADATA_KEY: np.array(json.dumps(record))}, **arrays)
     return file_sha256(path)

@@ -111,6 +111,27 @@ def test_init_carries_the_weights_to_a_stem_of_another_stride_and_no_other_stem(
         assign_initial_weights(model, "fer2013", FERPLUS8_CLASS_NAMES[:7], model_build_arguments(config, 7))
 
 
+def test_init_from_the_ferplus_ensemble_starts_from_the_one_network_it_names():
+    """`ferplus` averages a stride-2 and a stride-1 network: fine-tuning names one (`ferplus:member2`)."""
+    config = finetune_config("model.stem=conv3x3")
+    model = make_model(config, 8)
+    build = model_build_arguments(config, 8)
+    for init in ("ferplus", "ferplus:member9"):
+        with pytest.raises(RunError, match=rf"training.init '{init}': preset 'ferplus' is an ensemble of \d networks, "
+                                           r"and fine-tuning starts from one: name one of ferplus:member1, "
+                                           r"ferplus:member2"):
+            assign_initial_weights(model, init, FERPLUS8_CLASS_NAMES, build)
+    line = assign_initial_weights(model, "ferplus:member2", FERPLUS8_CLASS_NAMES, build)
+    assert line.startswith("Initialized from ferplus:member2") and "model.stem" not in line  # stride 1 as well
+    _, weights = pretrained.read_preset_file(pretrained.preset_path("ferplus"))
+    variables = {variable.path: variable for variable in model.weights}
+    for path in ("stem_conv/kernel", "stage4_block3/bn2/moving_mean", "predictions/kernel"):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(variables[path]),
+                                      weights[f"member2/{path}"].astype("float32"))
+    with pytest.raises(RunError, match=r"training.init 'fer2013:member1': preset 'fer2013': name one of fer2013$"):
+        assign_initial_weights(model, "fer2013:member1", FERPLUS8_CLASS_NAMES, build)
+
+
 def test_freeze_trains_the_classifier_alone_then_the_whole_network():
     """Epoch 1 moves only the classifier (batch-norm statistics included); epoch 2 moves everything."""
     config = finetune_config("model.augmentation=null")

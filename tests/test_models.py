@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from keras_fer.layers import ECA, ECAUNetMask, eca_kernel_size
-from keras_fer.models import STAGE_BLOCKS, build_model, stage_outputs
+from keras_fer.models import STAGE_BLOCKS, build_ensemble, build_model, stage_outputs
 
 FACES = np.random.default_rng(0).integers(0, 256, size=(4, 48, 48, 1), dtype="uint8")
 
@@ -146,6 +147,33 @@ def test_flip_average_gives_the_mean_of_a_face_and_its_mirror_image(tmp_path):
     averaged.save(tmp_path / "model.keras")
     restored = keras.saving.load_model(tmp_path / "model.keras")
     np.testing.assert_allclose(keras.ops.convert_to_numpy(restored(FACES)), probabilities, atol=1e-6)
+
+
+def test_an_ensemble_gives_the_mean_of_its_networks_probabilities_and_loads_back(tmp_path):
+    # Members of different stems and sides, as the FERPlus preset's: each keeps its own preprocessing.
+    coarse = small_model(input_size=48, stem="conv3x3_s2", augmentation=None, name="member1")
+    fine = small_model(input_size=32, stem="conv3x3", width=4, augmentation=None, name="member2")
+    for member in (coarse, fine):
+        member(FACES, training=True)  # moves BN statistics off their defaults
+    ensemble = build_ensemble([coarse, fine])
+    assert ensemble.input_shape == (None, 48, 48, 1) and ensemble.output_shape == (None, 7)
+    probabilities = keras.ops.convert_to_numpy(ensemble(FACES))
+    coarse_probabilities, fine_probabilities = (keras.ops.convert_to_numpy(member(FACES)) for member in (coarse, fine))
+    assert np.abs(coarse_probabilities - fine_probabilities).max() > 1e-3  # the mean is not one member's answer
+    np.testing.assert_allclose(probabilities, (coarse_probabilities + fine_probabilities) / 2, atol=1e-6)
+    ensemble.save(tmp_path / "ensemble.keras")
+    restored = keras.saving.load_model(tmp_path / "ensemble.keras")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(restored(FACES)), probabilities, atol=1e-6)
+
+
+@pytest.mark.parametrize("members, quoted", [
+    (lambda: [small_model(width=4, name="member1")], "Received: 1 member(s)"),
+    (lambda: [small_model(width=4), small_model(width=4)], "Received: member names ['keras_fer', 'keras_fer']"),
+    (lambda: [small_model(width=4, name="a"), small_model(width=4, num_classes=8, name="b")], "(None, 8)"),
+])
+def test_an_ensemble_of_networks_that_cannot_be_averaged_is_refused_quoting_them(members, quoted):
+    with pytest.raises(ValueError, match=re.escape(quoted)):
+        build_ensemble(members())
 
 
 def test_every_layer_allows_xla_compilation():

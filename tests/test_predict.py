@@ -121,6 +121,10 @@ def test_model_errors_are_clear(exported, tmp_path, capsys):
         assert f"{model}: {message}" in err
     status, _, err = run_predict(capsys, "--model", exported["tflite"]["float32"], "--masks", str(tmp_path), ASTRONAUT)
     assert status == 1 and "--masks needs a .keras model" in err
+    # The FERPlus preset averages networks that each have masks: it is refused before any photo.
+    status, lines, err = run_predict(capsys, "--model", "ferplus", "--masks", str(tmp_path), ASTRONAUT)
+    assert (status, lines) == (1, [])
+    assert "ferplus: the model has no stage masks (an ensemble of" in err and "member1, member2" in err
     status, _, err = run_predict(capsys, "--model", exported["keras"], "--class-names", "a,b", ASTRONAUT)
     assert status == 1 and "2 class names ('a', 'b') for 7 model outputs" in err
 

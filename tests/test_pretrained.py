@@ -64,6 +64,37 @@ def test_the_shipped_model_is_the_documented_network(shipped):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
 
+def test_a_preset_file_of_two_networks_loads_as_their_ensemble(tmp_path):
+    from keras_fer.models import build_model
+
+    builds = [dict(input_size=48, width=4, num_classes=7, stem="conv3x3_s2", use_masks=False),
+              dict(input_size=32, width=4, num_classes=7, stem="conv3x3", mask_depths=[2, 2, 1, 1])]
+    networks = []
+    for build in builds:
+        network = build_model(**build, augmentation=None)
+        network(FACES, training=True)  # moves BN statistics off their defaults
+        networks.append((build, pretrained.float16_weights(network, build)))
+    names = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
+    path = tmp_path / "ensemble.npz"
+    sha256 = pretrained.save(path, networks, names, {"labels": "fer2013"})
+    ensemble = pretrained.load_file(path, sha256)
+    assert ensemble.class_names == names
+    assert [layer.name for layer in ensemble.layers] == ["faces", "member1", "member2", "average_members"]
+    members = [pretrained.build_with_weights(build, weights, names) for build, weights in networks]
+    answers = [member.predict(FACES, verbose=0) for member in members]
+    assert np.abs(answers[0] - answers[1]).max() > 1e-3
+    np.testing.assert_allclose(ensemble.predict(FACES, verbose=0), (answers[0] + answers[1]) / 2, atol=1e-6)
+    metadata, weights = pretrained.read_preset_file(path)
+    assert metadata[pretrained.MEMBERS_KEY] == builds and "build" not in metadata
+    assert {key.split("/")[0] for key in weights} == {"member1", "member2"}
+    # Weights outside every member, and a member's weights under another's build, are refused.
+    with pytest.raises(pretrained.PresetError, match=r"weights of no member of the ensemble: \['member3/kernel'\]"):
+        pretrained.networks_of(metadata, {**weights, "member3/kernel": np.zeros(1)})
+    swapped = {**metadata, pretrained.MEMBERS_KEY: builds[::-1]}
+    with pytest.raises(pretrained.PresetError, match=r"swapped \(member1\): the weights do not fit the network"):
+        pretrained.model_from_networks(pretrained.networks_of(swapped, weights), names, source="swapped")
+
+
 @pytest.mark.skipif(not SHARED_CSV.exists(), reason="needs the real FER2013 file in ../shared")
 def test_the_shipped_model_reproduces_its_recorded_publictest_accuracy_exactly(shipped):
     from keras_fer.evaluation import evaluate_split

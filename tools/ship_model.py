@@ -1,14 +1,19 @@
-"""Turns a training run's best model into the preset file shipped in the package.
+"""Turns training runs' best models into the preset file shipped in the package.
 
     python tools/ship_model.py runs/fer2013_cpu                  # writes keras_fer/presets/fer2013.npz
     python tools/ship_model.py runs/fer2013_cpu --flip-average   # the same network averaging each face and its mirror
+    python tools/ship_model.py ferplus:member1 runs/ferplus8_stride1 --preset ferplus --flip-average  # an ensemble
 
-Reads the run's `best.keras`, `config.yaml`, `command.txt` and `metrics.json`, and writes
-the inference network's weights as float16, with the network's build arguments, the class
-names and where the weights come from (run, command, commit, best epoch, the run's
-validation figures), as `keras_fer.pretrained.save` describes. Prints the file's size and
-sha256: put the sha256 into `keras_fer.pretrained.PRESETS`, then measure the shipped file
-with `python evaluate.py --model fer2013 ...` (docs/model_card.md).
+Reads each run's `best.keras`, `config.yaml`, `command.txt` and `metrics.json`, and writes the
+inference network's weights as float16, with the network's build arguments, the class names
+and where the weights come from (run, command, commit, best epoch, the run's validation
+figures), as `keras_fer.pretrained.save` describes. Two or more sources make an ensemble that
+averages its networks' probabilities (`keras_fer.models.build_ensemble`); a source may also be
+a network already shipped (`fer2013`, `ferplus:member1`), taken with its weights and record as
+they are. The shipped model is measured on the first source's validation split before the file
+is written. Prints the file's size and sha256: put the sha256 into
+`keras_fer.pretrained.PRESETS`, then measure the shipped file with `python evaluate.py --model
+NAME ...` (docs/model_card.md).
 """
 
 import argparse
@@ -23,28 +28,32 @@ from keras_fer import data as fer_data
 from keras_fer import evaluation
 from keras_fer import pretrained
 from keras_fer.training import RunPaths, model_build_arguments
+from keras_fer.training.initialization import read_initial_weights
+from keras_fer.training.run_directory import RunError
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="tools/ship_model.py",
-        description="Write a run's best model as a float16 preset file for keras_fer.pretrained.",
+        description="Write runs' best models as a float16 preset file for keras_fer.pretrained.",
     )
-    parser.add_argument("run", help="a finished run directory (best.keras, config.yaml, metrics.json)")
+    parser.add_argument("sources", nargs="+", metavar="RUN",
+                        help="a finished run directory (best.keras, config.yaml, metrics.json), or a shipped "
+                             "network (fer2013, ferplus:member1); two or more make an ensemble")
     parser.add_argument("--preset", default="fer2013", choices=pretrained.available(), help="preset to write")
     parser.add_argument("--output", help="file to write (default: the preset's file in keras_fer/presets/)")
     parser.add_argument("--flip-average", action="store_true",
-                        help="ship the network that averages each face's probabilities with its mirror image's "
+                        help="ship each run's network averaging each face's probabilities with its mirror image's "
                              "(build_model's flip_average: twice the cost of a face, in every export format)")
     return parser.parse_args(argv)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    paths = RunPaths(args.run)
+def run_network(run, flip_average):
+    """(build, float16 weights, class names, labels, data path, provenance) of a finished run."""
+    paths = RunPaths(run)
     for required in (paths.best_model, paths.config, paths.metrics, paths.command):
         if not required.is_file():
-            sys.exit(f"ship_model.py: error: {required} not found: {args.run} is not a finished run")
+            sys.exit(f"ship_model.py: error: {required} not found: {run} is not a finished run")
     config = config_lib.load_config(paths.config)
     metrics = json.loads(paths.metrics.read_text())
     class_names = fer_data.class_names(config.data.labels)
@@ -52,7 +61,7 @@ def main(argv=None):
     commands = [line for line in paths.command.read_text().splitlines() if line and not line.startswith("#")]
     validation = metrics["validation"]
     provenance = {
-        "run": Path(args.run).name,
+        "run": Path(run).name,
         "labels": config.data.labels,
         "targets": config.data.targets,
         "command": commands[0],
@@ -65,22 +74,55 @@ def main(argv=None):
                            "macro_f1": validation["macro_f1"]},
     }
     build = model_build_arguments(config, len(class_names))
-    if args.flip_average:
+    if flip_average:
         build["flip_average"] = True
-    weights = pretrained.float16_weights(model, build)
-    # The shipped network (float16 weights, float32 computation) measured as a user will load it.
-    shipped = pretrained.build_with_weights(build, weights, class_names)
-    report = evaluation.evaluate_split(shipped, metrics["data"]["path"], validation["split"],
-                                       labels=config.data.labels, ferplus_path=config.data.ferplus_path,
-                                       class_names=class_names)
+    data = {"path": metrics["data"]["path"], "labels": config.data.labels,
+            "ferplus_path": config.data.ferplus_path, "split": validation["split"]}
+    return build, pretrained.float16_weights(model, build), class_names, data, provenance
+
+
+def shipped_network(name):
+    """(build, float16 weights, class names, None, provenance) of a network already shipped."""
+    try:
+        weights, class_names, build = read_initial_weights(name)
+    except RunError as error:
+        sys.exit(f"ship_model.py: error: {error}")
+    preset, _, member = name.partition(":")
+    record = pretrained.metadata(preset)["provenance"]
+    provenance = record["members"][int(member[len("member"):]) - 1] if member else record
+    provenance = {key: value for key, value in provenance.items() if key != "shipped_validation"}
+    return build, weights, list(class_names), None, provenance
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    sources = [shipped_network(source) if pretrained.names_a_preset(source.partition(":")[0])
+               else run_network(source, args.flip_average) for source in args.sources]
+    class_names = sources[0][2]
+    for source, (_, _, names, _, _) in zip(args.sources, sources):
+        if list(names) != list(class_names):
+            sys.exit(f"ship_model.py: error: {source} has classes {list(names)}, {args.sources[0]} "
+                     f"{list(class_names)}: an ensemble's networks must give the same classes")
+    data = next((source[3] for source in sources if source[3] is not None), None)
+    if data is None:
+        sys.exit("ship_model.py: error: name at least one run: its validation split measures the shipped model")
+    networks = [(build, weights) for build, weights, _, _, _ in sources]
+    if len(networks) == 1:
+        provenance = dict(sources[0][4])
+    else:
+        provenance = {"labels": data["labels"], "members": [source[4] for source in sources]}
+    # The shipped model (float16 weights, float32 computation) measured as a user will load it.
+    shipped = pretrained.model_from_networks(networks, class_names)
+    report = evaluation.evaluate_split(shipped, data["path"], data["split"], labels=data["labels"],
+                                       ferplus_path=data["ferplus_path"], class_names=class_names)
     provenance["shipped_validation"] = {key: report[key] for key in (
         "split", "num_images", "accuracy", "macro_f1", "per_class", "confusion_matrix")}
-    views = ", each face averaged with its mirror image" if args.flip_average else ""
-    print(f"Shipped weights on {validation['split']}: accuracy {report['accuracy']:.4f}{views} "
-          f"(the run's best.keras: {validation['accuracy']:.4f})")
+    what = f"an ensemble of {len(networks)} networks" if len(networks) > 1 else "one network"
+    print(f"Shipped weights on {data['split']}: accuracy {report['accuracy']:.4f} ({what}; each run's best.keras: "
+          + ", ".join(f"{source[4]['run_validation']['accuracy']:.4f}" for source in sources) + ")")
     output = Path(args.output) if args.output else pretrained.preset_path(args.preset)
     output.parent.mkdir(parents=True, exist_ok=True)
-    sha256 = pretrained.save(output, build, weights, class_names, provenance)
+    sha256 = pretrained.save(output, networks, class_names, provenance)
     print(f"Wrote {output}: {output.stat().st_size / 2**20:.1f} MiB, sha256 {sha256}")
 
 

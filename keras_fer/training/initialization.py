@@ -1,7 +1,7 @@
 """Fine-tuning: a run that starts from trained weights (`training.init`) and may first freeze them.
 
-`training.init` names a shipped preset (`fer2013`, `ferplus`) or a trained `.keras` file. Its
-weights are assigned to the run's freshly built network by Keras variable path, so the network
+`training.init` names a shipped preset (`fer2013`), one network of an ensemble preset
+(`ferplus:member1`, `ferplus:member2`), or a trained `.keras` file. Its weights are assigned to the run's freshly built network by Keras variable path, so the network
 (`model.*` of the config) must be the one those weights were trained as; a difference is refused
 before any work, naming the first one. Two differences keep every weight's shape and are allowed
 (the run's log names them): the input size, and the stem's stride between `conv3x3_s2` and
@@ -33,7 +33,8 @@ def read_initial_weights(init):
     """The weights, class names and (for presets) build arguments that `training.init` names.
 
     Args:
-        init: a preset name (`keras_fer.pretrained.available()`) or a `.keras` file.
+        init: a preset name (`keras_fer.pretrained.available()`), `PRESET:memberN` for
+            network N of an ensemble preset, or a `.keras` file.
     Returns:
         `(weights, class_names, build)`: {variable path: array}, the source's class names in
         output order, and the source's `build_model` arguments (None for a `.keras` file,
@@ -48,13 +49,23 @@ def read_initial_weights(init):
     """
     from keras_fer import pretrained
 
-    if pretrained.names_a_preset(init):
+    preset = init.partition(":")[0]
+    if pretrained.names_a_preset(preset):
         try:
-            metadata, weights = pretrained.read_preset_file(pretrained.preset_path(init),
-                                                            pretrained.PRESETS[init]["sha256"])
+            metadata, weights = pretrained.read_preset_file(pretrained.preset_path(preset),
+                                                            pretrained.PRESETS[preset]["sha256"])
+            networks = pretrained.networks_of(metadata, weights, source=preset)
         except pretrained.PresetError as error:
             raise RunError(f"training.init {init!r}: {error}") from None
-        return weights, tuple(metadata["class_names"]), metadata["build"]
+        # A single-network preset is named alone; an ensemble's networks are named one by one.
+        names = [preset] if len(networks) == 1 else [f"{preset}:{pretrained.member_name(index)}"
+                                                     for index in range(1, len(networks) + 1)]
+        if init not in names:
+            ensemble = f" is an ensemble of {len(networks)} networks, and fine-tuning starts from one" \
+                if len(networks) > 1 else ""
+            raise RunError(f"training.init {init!r}: preset {preset!r}{ensemble}: name one of {', '.join(names)}")
+        build, weights = networks[names.index(init)]
+        return weights, tuple(metadata["class_names"]), build
     if not Path(init).is_file():
         raise RunError(f"training.init {init!r}: neither a preset ({', '.join(pretrained.available())}) "
                        "nor an existing .keras file")
