@@ -45,7 +45,8 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--model",
-        help=f"a shipped preset name ({', '.join(pretrained.available())}), a .keras file, a SavedModel directory or "
+        help=f"a shipped preset name ({', '.join(pretrained.available())}), one network of an ensemble preset "
+             "(ferplus:member1, half the cost of ferplus), a .keras file, a SavedModel directory or "
              f"a .tflite file (default: the preset "
              f"{DEFAULT_MODEL!r} for photos, and for videos the same model as a dynamic-range TFLite file, "
              "converted once and cached)",

@@ -68,13 +68,13 @@ def available():
 
 
 def names_a_preset(path):
-    """True when `path` is a preset's name and no file or directory of that name exists.
+    """True when `path` is a preset's name, or `PRESET:memberN`, and no file or directory of that name exists.
 
     Example:
-    >>> names_a_preset("fer2013")
-    True
+    >>> names_a_preset("fer2013"), names_a_preset("ferplus:member1")
+    (True, True)
     """
-    return not os.path.exists(path) and path in PRESETS
+    return not os.path.exists(path) and path.partition(":")[0] in PRESETS
 
 
 def preset_path(name):
@@ -216,11 +216,38 @@ def load_file(path, expected_sha256=None):
                                source=str(path))
 
 
+def member_names(preset, count):
+    """The names of an ensemble preset's `count` networks: `PRESET:member1`, ...; [PRESET] for one network."""
+    return [preset] if count == 1 else [f"{preset}:{member_name(index)}" for index in range(1, count + 1)]
+
+
+def preset_networks(name):
+    """(metadata, [(build arguments, weights)]) of preset `name`, its file's sha256 checked.
+
+    Args:
+        name: a preset name, one of `available()`, whose every network is returned; or
+            `PRESET:memberN`, network N of an ensemble preset alone.
+    Raises:
+        PresetError: an unknown preset or network, or a damaged file.
+    """
+    preset = name.partition(":")[0]
+    metadata, weights = read_preset_file(preset_path(preset), PRESETS[preset]["sha256"])
+    networks = networks_of(metadata, weights, source=preset)
+    if name == preset:
+        return metadata, networks
+    names = member_names(preset, len(networks))
+    if name not in names:
+        raise PresetError(f"Preset {preset!r} has no network {name!r}; name one of {', '.join(names)}. "
+                          f"Received: name={name!r}")
+    return metadata, [networks[names.index(name)]]
+
+
 def load(name="fer2013"):
     """The shipped model `name`, built on the current Keras backend, its file's sha256 checked.
 
     Args:
-        name: a preset name, one of `available()`.
+        name: a preset name, one of `available()`, or `PRESET:memberN` for network N of an
+            ensemble preset alone (`ferplus:member1`: one network, at half the ensemble's cost).
     Returns:
         See `load_file`.
 
@@ -229,12 +256,14 @@ def load(name="fer2013"):
     >>> model.class_names[3]
     'Happy'
     """
-    return load_file(preset_path(name), PRESETS[name]["sha256"])
+    metadata, networks = preset_networks(name)
+    return model_from_networks(networks, metadata["class_names"], source=name)
 
 
 def metadata(name="fer2013"):
     """The metadata dict stored in preset `name` (build arguments, class names, provenance)."""
-    return read_preset_file(preset_path(name), PRESETS[name]["sha256"])[0]
+    preset = name.partition(":")[0]
+    return read_preset_file(preset_path(preset), PRESETS[preset]["sha256"])[0]
 
 
 def float16_weights(model, build):
@@ -301,7 +330,7 @@ def tflite_file(name="fer2013", quantization="dynamic"):
     complete or not at all (`keras_fer.files`).
 
     Args:
-        name: a preset name, one of `available()`.
+        name: a preset name, one of `available()`, or `PRESET:memberN` (see `load`).
         quantization: "dynamic" (int8 weights: the fastest variant that needs no calibration
             faces, which an installed package lacks; docs/deploy.md) or "none" (float32).
     Returns:
@@ -313,8 +342,9 @@ def tflite_file(name="fer2013", quantization="dynamic"):
     """
     if quantization not in ("dynamic", "none"):
         raise PresetError(f"`quantization` must be 'dynamic' or 'none'. Received: quantization={quantization!r}")
-    preset_path(name)
-    path = cache_dir() / f"{name}-{PRESETS[name]['sha256'][:16]}-{quantization}.tflite"
+    preset = name.partition(":")[0]
+    preset_path(preset)
+    path = cache_dir() / f"{name.replace(':', '-')}-{PRESETS[preset]['sha256'][:16]}-{quantization}.tflite"
     if path.is_file():
         return path
     import tempfile

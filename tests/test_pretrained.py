@@ -122,8 +122,22 @@ def test_the_ferplus_preset_reproduces_its_recorded_ferplus_publictest_accuracy_
     assert report["confusion_matrix"] == recorded["confusion_matrix"]
 
 
-def test_predict_py_labels_a_photo_with_the_ferplus_preset():
-    process = subprocess.run([sys.executable, "predict.py", "--model", "ferplus", ASTRONAUT], cwd=REPO_ROOT,
+def test_each_network_of_the_ferplus_ensemble_loads_alone_and_their_mean_is_the_preset():
+    ensemble = pretrained.load("ferplus")
+    members = [pretrained.load(f"ferplus:member{index}") for index in (1, 2)]
+    assert [member.class_names for member in members] == [ensemble.class_names] * 2
+    assert [member.get_layer("stem_conv").strides for member in members] == [(2, 2), (1, 1)]
+    answers = [member.predict(FACES, verbose=0) for member in members]
+    assert np.abs(answers[0] - answers[1]).max() > 1e-3
+    np.testing.assert_allclose(ensemble.predict(FACES, verbose=0), (answers[0] + answers[1]) / 2, atol=1e-6)
+    for name in ("ferplus:member3", "ferplus:", "fer2013:member1"):
+        with pytest.raises(pretrained.PresetError, match=rf"has no network '{name}'; name one of .* Received: "):
+            pretrained.load(name)
+
+
+@pytest.mark.parametrize("model", ["ferplus", "ferplus:member1"])
+def test_predict_py_labels_a_photo_with_the_ferplus_preset(model):
+    process = subprocess.run([sys.executable, "predict.py", "--model", model, ASTRONAUT], cwd=REPO_ROOT,
                              capture_output=True, text=True, timeout=600)
     assert process.returncode == 0, process.stderr[-2000:]
     (line,) = process.stdout.splitlines()

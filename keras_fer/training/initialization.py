@@ -49,22 +49,16 @@ def read_initial_weights(init):
     """
     from keras_fer import pretrained
 
-    preset = init.partition(":")[0]
-    if pretrained.names_a_preset(preset):
+    if pretrained.names_a_preset(init):
         try:
-            metadata, weights = pretrained.read_preset_file(pretrained.preset_path(preset),
-                                                            pretrained.PRESETS[preset]["sha256"])
-            networks = pretrained.networks_of(metadata, weights, source=preset)
+            metadata, networks = pretrained.preset_networks(init)
         except pretrained.PresetError as error:
             raise RunError(f"training.init {init!r}: {error}") from None
-        # A single-network preset is named alone; an ensemble's networks are named one by one.
-        names = [preset] if len(networks) == 1 else [f"{preset}:{pretrained.member_name(index)}"
-                                                     for index in range(1, len(networks) + 1)]
-        if init not in names:
-            ensemble = f" is an ensemble of {len(networks)} networks, and fine-tuning starts from one" \
-                if len(networks) > 1 else ""
-            raise RunError(f"training.init {init!r}: preset {preset!r}{ensemble}: name one of {', '.join(names)}")
-        build, weights = networks[names.index(init)]
+        if len(networks) > 1:
+            raise RunError(f"training.init {init!r}: the preset is an ensemble of {len(networks)} networks, and "
+                           f"fine-tuning starts from one of them: name one of "
+                           f"{', '.join(pretrained.member_names(init, len(networks)))}")
+        ((build, weights),) = networks
         return weights, tuple(metadata["class_names"]), build
     if not Path(init).is_file():
         raise RunError(f"training.init {init!r}: neither a preset ({', '.join(pretrained.available())}) "
