@@ -28,8 +28,6 @@ from keras_fer import data as fer_data
 from keras_fer import evaluation
 from keras_fer import pretrained
 from keras_fer.training import RunPaths, model_build_arguments
-from keras_fer.training.initialization import read_initial_weights
-from keras_fer.training.run_directory import RunError
 
 
 def parse_args(argv=None):
@@ -49,7 +47,7 @@ def parse_args(argv=None):
 
 
 def run_network(run, flip_average):
-    """(build, float16 weights, class names, labels, data path, provenance) of a finished run."""
+    """(build, float16 weights, class names, {data path, labels, split}, provenance) of a finished run."""
     paths = RunPaths(run)
     for required in (paths.best_model, paths.config, paths.metrics, paths.command):
         if not required.is_file():
@@ -82,16 +80,22 @@ def run_network(run, flip_average):
 
 
 def shipped_network(name):
-    """(build, float16 weights, class names, None, provenance) of a network already shipped."""
+    """(build, float16 weights, class names, None, provenance) of one network already shipped."""
     try:
-        weights, class_names, build = read_initial_weights(name)
-    except RunError as error:
+        metadata, networks = pretrained.preset_networks(name)
+    except pretrained.PresetError as error:
         sys.exit(f"ship_model.py: error: {error}")
-    preset, _, member = name.partition(":")
-    record = pretrained.metadata(preset)["provenance"]
-    provenance = record["members"][int(member[len("member"):]) - 1] if member else record
+    if len(networks) > 1:
+        sys.exit(f"ship_model.py: error: {name} is an ensemble; name its networks one by one: "
+                 f"{', '.join(pretrained.member_names(name, len(networks)))}")
+    ((build, weights),) = networks
+    provenance = metadata["provenance"]
+    if pretrained.MEMBERS_KEY in metadata:
+        preset = name.partition(":")[0]
+        provenance = provenance["members"][
+            pretrained.member_names(preset, len(metadata[pretrained.MEMBERS_KEY])).index(name)]
     provenance = {key: value for key, value in provenance.items() if key != "shipped_validation"}
-    return build, weights, list(class_names), None, provenance
+    return build, weights, list(metadata["class_names"]), None, provenance
 
 
 def main(argv=None):

@@ -1,9 +1,10 @@
 """Fine-tuning: a run that starts from trained weights (`training.init`) and may first freeze them.
 
 `training.init` names a shipped preset (`fer2013`), one network of an ensemble preset
-(`ferplus:member1`, `ferplus:member2`), or a trained `.keras` file. Its weights are assigned to the run's freshly built network by Keras variable path, so the network
-(`model.*` of the config) must be the one those weights were trained as; a difference is refused
-before any work, naming the first one. Two differences keep every weight's shape and are allowed
+(`ferplus:member1`, `ferplus:member2`), or a trained `.keras` file. Its weights are assigned to
+the run's freshly built network by Keras variable path, so the network (`model.*` of the config)
+must be the one those weights were trained as; a difference is refused before any work, naming
+the first one. Two differences keep every weight's shape and are allowed
 (the run's log names them): the input size, and the stem's stride between `conv3x3_s2` and
 `conv3x3`, whose same 3x3 filters then run on maps twice as fine or twice as coarse. The
 classifier is the one layer that may differ: its rows for classes that the source also has
