@@ -67,6 +67,16 @@ def available():
     return sorted(PRESETS)
 
 
+def preset_of(name):
+    """The preset that `name` refers to: `PRESET` itself, or the `PRESET` of `PRESET:memberN`.
+
+    Example:
+    >>> preset_of("ferplus:member1"), preset_of("fer2013")
+    ('ferplus', 'fer2013')
+    """
+    return name.partition(":")[0]
+
+
 def names_a_preset(path):
     """True when `path` is a preset's name, or `PRESET:memberN`, and no file or directory of that name exists.
 
@@ -74,7 +84,7 @@ def names_a_preset(path):
     >>> names_a_preset("fer2013"), names_a_preset("ferplus:member1")
     (True, True)
     """
-    return not os.path.exists(path) and path.partition(":")[0] in PRESETS
+    return not os.path.exists(path) and preset_of(path) in PRESETS
 
 
 def preset_path(name):
@@ -226,11 +236,12 @@ def preset_networks(name):
 
     Args:
         name: a preset name, one of `available()`, whose every network is returned; or
-            `PRESET:memberN`, network N of an ensemble preset alone.
+            `PRESET:memberN`, network N of an ensemble preset alone, with metadata of its own:
+            that network's build arguments and provenance, as a one-network preset has them.
     Raises:
         PresetError: an unknown preset or network, or a damaged file.
     """
-    preset = name.partition(":")[0]
+    preset = preset_of(name)
     metadata, weights = read_preset_file(preset_path(preset), PRESETS[preset]["sha256"])
     networks = networks_of(metadata, weights, source=preset)
     if name == preset:
@@ -239,7 +250,35 @@ def preset_networks(name):
     if name not in names:
         raise PresetError(f"Preset {preset!r} has no network {name!r}; name one of {', '.join(names)}. "
                           f"Received: name={name!r}")
-    return metadata, [networks[names.index(name)]]
+    index = names.index(name)
+    build, network_weights = networks[index]
+    own = {key: value for key, value in metadata.items() if key != MEMBERS_KEY}
+    own.update(build=build, provenance=metadata["provenance"]["members"][index])
+    return own, [(build, network_weights)]
+
+
+def preset_network(name):
+    """(metadata, build arguments, weights) of one shipped network: a one-network preset, or `PRESET:memberN`.
+
+    What starts from a single network (fine-tuning, `tools/ship_model.py`) reads it here.
+
+    Args:
+        name: as for `preset_networks`; the metadata is that network's own.
+    Raises:
+        PresetError: see `preset_networks`, or an ensemble preset named whole.
+
+    Example:
+    >>> metadata, build, weights = preset_network("ferplus:member1")
+    >>> metadata["class_names"][-1], build["width"]
+    ('Contempt', 16)
+    """
+    metadata, networks = preset_networks(name)
+    if len(networks) > 1:
+        raise PresetError(f"Preset {name!r} is an ensemble of {len(networks)} networks, and this needs one "
+                          f"network: name one of {', '.join(member_names(name, len(networks)))}. "
+                          f"Received: name={name!r}")
+    ((build, weights),) = networks
+    return metadata, build, weights
 
 
 def load(name="fer2013"):
@@ -262,7 +301,7 @@ def load(name="fer2013"):
 
 def metadata(name="fer2013"):
     """The metadata dict stored in preset `name` (build arguments, class names, provenance)."""
-    preset = name.partition(":")[0]
+    preset = preset_of(name)
     return read_preset_file(preset_path(preset), PRESETS[preset]["sha256"])[0]
 
 
@@ -342,7 +381,7 @@ def tflite_file(name="fer2013", quantization="dynamic"):
     """
     if quantization not in ("dynamic", "none"):
         raise PresetError(f"`quantization` must be 'dynamic' or 'none'. Received: quantization={quantization!r}")
-    preset = name.partition(":")[0]
+    preset = preset_of(name)
     preset_path(preset)
     path = cache_dir() / f"{name.replace(':', '-')}-{PRESETS[preset]['sha256'][:16]}-{quantization}.tflite"
     if path.is_file():

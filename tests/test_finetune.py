@@ -116,8 +116,8 @@ def test_init_from_the_ferplus_ensemble_starts_from_the_one_network_it_names():
     config = finetune_config("model.stem=conv3x3")
     model = make_model(config, 8)
     build = model_build_arguments(config, 8)
-    with pytest.raises(RunError, match=r"training.init 'ferplus': the preset is an ensemble of 2 networks, and "
-                                       r"fine-tuning starts from one of them: name one of ferplus:member1, ferplus:member2"):
+    with pytest.raises(RunError, match=r"training.init 'ferplus': Preset 'ferplus' is an ensemble of 2 networks, and "
+                                       r"this needs one network: name one of ferplus:member1, ferplus:member2"):
         assign_initial_weights(model, "ferplus", FERPLUS8_CLASS_NAMES, build)
     with pytest.raises(RunError, match=r"training.init 'ferplus:member9': Preset 'ferplus' has no network "
                                        r"'ferplus:member9'; name one of ferplus:member1, ferplus:member2"):

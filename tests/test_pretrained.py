@@ -135,6 +135,21 @@ def test_each_network_of_the_ferplus_ensemble_loads_alone_and_their_mean_is_the_
             pretrained.load(name)
 
 
+def test_one_network_of_the_ferplus_ensemble_comes_with_its_own_build_and_provenance():
+    whole = pretrained.metadata("ferplus")
+    for index in (1, 2):
+        metadata, build, weights = pretrained.preset_network(f"ferplus:member{index}")
+        assert build == metadata["build"] == whole[pretrained.MEMBERS_KEY][index - 1]
+        assert metadata["provenance"] == whole["provenance"]["members"][index - 1]
+        assert pretrained.MEMBERS_KEY not in metadata and metadata["class_names"] == whole["class_names"]
+        assert not any(key.startswith("member") for key in weights)
+    assert metadata["provenance"] != pretrained.preset_network("ferplus:member1")[0]["provenance"]
+    with pytest.raises(pretrained.PresetError, match=r"Preset 'ferplus' is an ensemble of 2 networks, and this needs "
+                                                     r"one network: name one of ferplus:member1, ferplus:member2"):
+        pretrained.preset_network("ferplus")
+    assert pretrained.preset_network("fer2013")[0] == pretrained.metadata("fer2013")
+
+
 @pytest.mark.parametrize("model", ["ferplus", "ferplus:member1"])
 def test_predict_py_labels_a_photo_with_the_ferplus_preset(model):
     process = subprocess.run([sys.executable, "predict.py", "--model", model, ASTRONAUT], cwd=REPO_ROOT,

@@ -82,25 +82,16 @@ def run_network(run, flip_average):
 def shipped_network(name):
     """(build, float16 weights, class names, None, provenance) of one network already shipped."""
     try:
-        metadata, networks = pretrained.preset_networks(name)
+        metadata, build, weights = pretrained.preset_network(name)
     except pretrained.PresetError as error:
         sys.exit(f"ship_model.py: error: {error}")
-    if len(networks) > 1:
-        sys.exit(f"ship_model.py: error: {name} is an ensemble; name its networks one by one: "
-                 f"{', '.join(pretrained.member_names(name, len(networks)))}")
-    ((build, weights),) = networks
-    provenance = metadata["provenance"]
-    if pretrained.MEMBERS_KEY in metadata:
-        preset = name.partition(":")[0]
-        provenance = provenance["members"][
-            pretrained.member_names(preset, len(metadata[pretrained.MEMBERS_KEY])).index(name)]
-    provenance = {key: value for key, value in provenance.items() if key != "shipped_validation"}
+    provenance = {key: value for key, value in metadata["provenance"].items() if key != "shipped_validation"}
     return build, weights, list(metadata["class_names"]), None, provenance
 
 
 def main(argv=None):
     args = parse_args(argv)
-    sources = [shipped_network(source) if pretrained.names_a_preset(source.partition(":")[0])
+    sources = [shipped_network(source) if pretrained.names_a_preset(source)
                else run_network(source, args.flip_average) for source in args.sources]
     class_names = sources[0][2]
     for source, (_, _, names, _, _) in zip(args.sources, sources):

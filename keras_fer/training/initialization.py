@@ -52,14 +52,9 @@ def read_initial_weights(init):
 
     if pretrained.names_a_preset(init):
         try:
-            metadata, networks = pretrained.preset_networks(init)
+            metadata, build, weights = pretrained.preset_network(init)
         except pretrained.PresetError as error:
             raise RunError(f"training.init {init!r}: {error}") from None
-        if len(networks) > 1:
-            raise RunError(f"training.init {init!r}: the preset is an ensemble of {len(networks)} networks, and "
-                           f"fine-tuning starts from one of them: name one of "
-                           f"{', '.join(pretrained.member_names(init, len(networks)))}")
-        ((build, weights),) = networks
         return weights, tuple(metadata["class_names"]), build
     if not Path(init).is_file():
         raise RunError(f"training.init {init!r}: neither a preset ({', '.join(pretrained.available())}) "
