@@ -190,6 +190,25 @@ def test_all_formats_give_the_keras_answers(exported, faces):
         np.testing.assert_array_equal(outputs["class_index"], np.argmax(outputs["probabilities"], -1))
 
 
+def test_every_back_end_classifies_many_faces_in_bounded_calls_with_the_same_answers(exported, faces, monkeypatch):
+    """Memory grows with a call's batch, so `classify` takes at most MAX_BATCH faces a call."""
+    from keras_fer import classifiers
+
+    back_ends = [KerasClassifier(exported["keras"]), SavedModelClassifier(exported["saved_model"]),
+                 TFLiteClassifier(exported["tflite"]["dynamic"])]
+    whole = [back_end.classify(faces) for back_end in back_ends]
+    monkeypatch.setattr(classifiers, "MAX_BATCH", 10)
+    for back_end, expected in zip(back_ends, whole):
+        sizes = []
+        one_call = back_end.classify_batch
+        monkeypatch.setattr(back_end, "classify_batch", lambda batch: sizes.append(len(batch)) or one_call(batch))
+        np.testing.assert_allclose(back_end.classify(faces), expected, atol=1e-6)
+        assert sizes == [10, 10, 4], type(back_end).__name__
+        assert back_end.classify(faces[:0]).shape == (0, len(CLASS_NAMES))
+    encoded = export_module.encode_png(faces)
+    np.testing.assert_allclose(back_ends[1].classify_encoded(encoded), whole[1], atol=1e-5)
+
+
 def test_int8_model_is_integer_only(exported):
     tflite = TFLiteClassifier(exported["tflite"]["int8"])
     assert tflite.output_detail["dtype"] == np.uint8
