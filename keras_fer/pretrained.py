@@ -226,6 +226,11 @@ def load_file(path, expected_sha256=None):
                                source=str(path))
 
 
+def read_shipped_file(preset):
+    """(metadata, weights) of shipped preset `preset`'s file, as `read_preset_file` gives them, its sha256 checked."""
+    return read_preset_file(preset_path(preset), PRESETS[preset]["sha256"])
+
+
 def member_names(preset, count):
     """The names of an ensemble preset's `count` networks: `PRESET:member1`, ...; [PRESET] for one network."""
     return [preset] if count == 1 else [f"{preset}:{member_name(index)}" for index in range(1, count + 1)]
@@ -242,7 +247,7 @@ def preset_networks(name):
         PresetError: an unknown preset or network, or a damaged file.
     """
     preset = preset_of(name)
-    metadata, weights = read_preset_file(preset_path(preset), PRESETS[preset]["sha256"])
+    metadata, weights = read_shipped_file(preset)
     networks = networks_of(metadata, weights, source=preset)
     if name == preset:
         return metadata, networks
@@ -300,9 +305,16 @@ def load(name="fer2013"):
 
 
 def metadata(name="fer2013"):
-    """The metadata dict stored in preset `name` (build arguments, class names, provenance)."""
-    preset = preset_of(name)
-    return read_preset_file(preset_path(preset), PRESETS[preset]["sha256"])[0]
+    """The metadata dict of preset `name` (build arguments, class names, provenance), as `preset_networks` gives it.
+
+    A whole ensemble's metadata lists its members' builds and provenance; `PRESET:memberN`'s is that
+    network's own.
+
+    Example:
+    >>> metadata("ferplus:member1")["provenance"]["labels"]
+    'ferplus8'
+    """
+    return preset_networks(name)[0]
 
 
 def float16_weights(model, build):

@@ -141,6 +141,7 @@ def test_one_network_of_the_ferplus_ensemble_comes_with_its_own_build_and_proven
         metadata, build, weights = pretrained.preset_network(f"ferplus:member{index}")
         assert build == metadata["build"] == whole[pretrained.MEMBERS_KEY][index - 1]
         assert metadata["provenance"] == whole["provenance"]["members"][index - 1]
+        assert pretrained.metadata(f"ferplus:member{index}") == metadata
         assert pretrained.MEMBERS_KEY not in metadata and metadata["class_names"] == whole["class_names"]
         assert not any(key.startswith("member") for key in weights)
     assert metadata["provenance"] != pretrained.preset_network("ferplus:member1")[0]["provenance"]
