@@ -177,7 +177,8 @@ class TrainingConfig:
     freeze_epochs: int = field(0, "first epochs that train only the classifier, the rest of the network frozen "
                                "(batch normalization too); then all of it (fine-tuning with training.init)")
     time_limit_minutes: typing.Optional[float] = field(
-        None, "stop training (then evaluate as usual) once the next epoch would end past this many minutes; "
+        None, "stop training (then evaluate as usual) once the next epoch would end past this many minutes of "
+        "this invocation; with epochs left the backup is kept and the same command continues the run; "
         "null for no limit"
     )
 

@@ -164,6 +164,27 @@ def test_run_killed_in_its_second_epoch_resumes_where_it_stopped(tmp_path):
     assert lines[1] == lines[3] and lines[1].endswith("python " + " ".join(["train.py", *map(str, command)]))
 
 
+def test_run_its_time_limit_stops_keeps_its_backup_and_the_same_command_continues_it(tmp_path):
+    """A run longer than one session's budget: each invocation trains until the limit, the last finishes it."""
+    import keras
+
+    data = write_synthetic_fer2013(tmp_path / "faces.csv", {"Training": 8, "PublicTest": 2}, seed=4)
+    # A limit every first batch overruns: each invocation trains one batch, then stops.
+    config = tiny_config(f"data.source={data}", "training.epochs=2", "training.time_limit_minutes=0.000001")
+    run = tmp_path / "run"
+    first = train(config, run)
+    assert first["epochs_run"] == 1 and first["stopped_early"] and first["resumable"]
+    assert (run / "backup").is_dir() and (run / "metrics.json").exists()
+    second = train(config, run)
+    assert second["epochs_run"] == 2 and second["epochs_this_invocation"] == 1
+    assert not second["stopped_early"] and not second["resumable"] and not (run / "backup").exists()
+    assert [row["epoch"] for row in read_history(run / "history.csv")] == [0, 1]
+    # The second invocation continued the first's optimizer: one step each.
+    assert int(keras.saving.load_model(run / "last.keras").optimizer.iterations) == 2
+    with pytest.raises(RunError, match=r"holds a finished run of this configuration"):
+        train(config, run)
+
+
 def test_command_line_records_the_environment_that_changes_the_run_and_quotes_arguments():
     environ = {"KERAS_BACKEND": "jax", "TF_NUM_INTRAOP_THREADS": "1", "HOME": "/root"}
     line = command_line(["train.py", "--config", "my config.yaml", "--set", "a=b"], environ)

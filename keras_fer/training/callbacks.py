@@ -143,29 +143,48 @@ class TimeLimit(keras.callbacks.Callback):
     """Stops training when the next epoch would end after `minutes` (counted from `fit`'s start).
 
     Between epochs it predicts from the last epoch's length, so a run normally ends on a whole
-    epoch; if one epoch alone overruns the limit, training stops after the current batch.
+    epoch; if one epoch alone overruns the limit, training stops after the current batch, and that
+    shortened epoch counts as run. When epochs remain, it keeps `backup`'s checkpoint, which
+    `BackupAndRestore` would delete at the end of training, so that the same command continues
+    the run (a run longer than one session's budget).
+
+    Args:
+        minutes: the limit, float.
+        backup: the run's `keras.callbacks.BackupAndRestore`, or None.
+
+    Attributes:
+        reached: True once the limit has stopped training.
     """
 
-    def __init__(self, minutes):
+    def __init__(self, minutes, backup=None):
         super().__init__()
         self.seconds = minutes * 60.0
+        self.backup = backup
+        self.reached = False
 
     def on_train_begin(self, logs=None):
         self.started = self.epoch_started = time.monotonic()
 
     def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
         self.epoch_started = time.monotonic()
 
     def on_train_batch_end(self, batch, logs=None):
         if time.monotonic() - self.started > self.seconds and not self.model.stop_training:
             print(f"\nTime limit: {self.seconds / 60:g} minutes reached inside an epoch; stopping after this batch.")
-            self.model.stop_training = True
+            self.stop()
 
     def on_epoch_end(self, epoch, logs=None):
         now = time.monotonic()
         if now + (now - self.epoch_started) - self.started > self.seconds and not self.model.stop_training:
             print(f"Time limit: another epoch would end past {self.seconds / 60:g} minutes; stopping.")
-            self.model.stop_training = True
+            self.stop()
+
+    def stop(self):
+        self.model.stop_training = True
+        self.reached = True
+        if self.backup is not None and self.epoch + 1 < self.params["epochs"]:
+            self.backup.delete_checkpoint = False
 
 
 def make_callbacks(config, paths):
@@ -188,6 +207,7 @@ def make_callbacks(config, paths):
             monitor=monitor, factor=training.reduce_lr.factor, patience=training.reduce_lr.patience,
             min_lr=training.reduce_lr.min_lr, verbose=1,
         )
+    backup = keras.callbacks.BackupAndRestore(paths.backup)
     callbacks = [
         *([FreezeBackbone(training.freeze_epochs)] if training.freeze_epochs else []),
         keras.callbacks.TerminateOnNaN(),
@@ -198,11 +218,11 @@ def make_callbacks(config, paths):
         AtomicModelCheckpoint(paths.last_model),
         CallbackStateBackup(paths.backup / "callbacks.json", tracked),
         *([LearningRateLog()] if training.schedule != "plateau" else []),
-        keras.callbacks.BackupAndRestore(paths.backup),
+        backup,
         HistoryLog(paths.history),
     ]
     if training.time_limit_minutes is not None:
-        callbacks.append(TimeLimit(training.time_limit_minutes))
+        callbacks.append(TimeLimit(training.time_limit_minutes, backup))
     if not uses_tensorflow():
         print(f"Notice: TensorBoard logging needs the TensorFlow backend; skipped on {backend_name()}.")
     elif importlib.util.find_spec("tensorboard") is None:

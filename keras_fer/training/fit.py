@@ -91,8 +91,12 @@ def train(config, output_dir, overwrite=False, dry_run=False, command=None):
     )
     metrics = final_metrics(config, paths, data, history, replicas, version)
     metrics["wall_time_seconds"] = round(time.monotonic() - started, 1)
+    metrics["resumable"] = paths.backup.exists()
     files.write_text(paths.metrics, json.dumps(metrics, indent=2) + "\n")
     print(summary_line(metrics, config.training.monitor))
+    if metrics["resumable"]:
+        print(f"The time limit stopped the run after {metrics['epochs_run']} of {config.training.epochs} epochs; "
+              f"its backup is kept in {paths.backup}: run the same command again to continue it.")
     return metrics
 
 

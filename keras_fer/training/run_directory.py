@@ -47,7 +47,8 @@ def prepare_run_directory(paths, config, overwrite=False, dry_run=False):
     """Checks that `paths.root` may hold this run; creates it and writes config.yaml.
 
     Returns:
-        True when an unfinished run of the same configuration is there to resume.
+        True when an unfinished run of the same configuration is there to resume: one that was
+        interrupted, or that its time limit stopped with epochs left (its backup kept).
     Raises:
         RunError: the directory holds other files, a different run or a finished run,
             and `overwrite` is False.
@@ -76,7 +77,8 @@ def prepare_run_directory(paths, config, overwrite=False, dry_run=False):
                 f"--output-dir {paths.root} holds a different run ({difference}); "
                 "choose another directory, or pass --overwrite to replace it"
             )
-        if paths.metrics.exists():
+        # A run its time limit stopped with epochs left keeps its backup beside metrics.json: it continues.
+        if paths.metrics.exists() and not paths.backup.exists():
             raise RunError(
                 f"--output-dir {paths.root} holds a finished run of this configuration "
                 f"(see {paths.metrics}); pass --overwrite to train it again"
