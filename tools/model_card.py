@@ -52,7 +52,10 @@ def network_rows(build, provenance, prefix=""):
                                       if provenance.get("targets") == "votes" else "one label a face"],
         [f"{prefix}epochs", f"{provenance['epochs_run']} run, epoch {provenance['best_epoch']} chosen on "
                             f"{run_validation['split']}"],
-        [f"{prefix}wall time", f"{minutes:.0f} min (training and the final evaluation)"],
+        [f"{prefix}wall time", f"{minutes:.0f} min (training and the final evaluation)"
+                               if provenance.get("invocations", 1) == 1 else
+                               f"{minutes:.0f} min in the last of its {provenance['invocations']} invocations "
+                               "(its training from where the previous one stopped, and the final evaluation)"],
         [f"{prefix}the run's own figure", f"{100 * run_validation['accuracy']:.2f}% ("
                                           + ("each face alone, " if build["flip_average"] else "")
                                           + "float32 weights, bfloat16 computation, as trained)"],

@@ -67,7 +67,8 @@ def run_network(run, flip_average):
         "seed": metrics["seed"],
         "best_epoch": metrics["best_epoch"],
         "epochs_run": metrics["epochs_run"],
-        "wall_time_seconds": metrics["wall_time_seconds"],
+        "wall_time_seconds": metrics["wall_time_seconds"],  # of the run's last invocation
+        "invocations": len(commands),
         "run_validation": {"split": validation["split"], "accuracy": validation["accuracy"],
                            "macro_f1": validation["macro_f1"]},
     }
