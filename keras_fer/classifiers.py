@@ -22,6 +22,13 @@ FACE_SIZE = IMAGE_SHAPE[:2]
 MAX_BATCH = 256
 
 
+def in_batches(call, items, num_classes):
+    """`call` over `items` at most `MAX_BATCH` at a time -> float32 (N, num_classes); (0, K) for none."""
+    if len(items) == 0:
+        return np.zeros((0, num_classes), np.float32)
+    return np.concatenate([call(items[start:start + MAX_BATCH]) for start in range(0, len(items), MAX_BATCH)])
+
+
 class ModelError(Exception):
     """A model cannot be loaded, or does not take raw 48x48 faces."""
 
@@ -42,10 +49,7 @@ class Classifier:
 
     def classify(self, faces):
         """uint8 (N, 48, 48, channels) faces -> float32 (N, K) class probabilities, `MAX_BATCH` faces a call."""
-        if len(faces) == 0:
-            return np.zeros((0, len(self.class_names)), np.float32)
-        return np.concatenate([self.classify_batch(faces[start:start + MAX_BATCH])
-                               for start in range(0, len(faces), MAX_BATCH)])
+        return in_batches(self.classify_batch, faces, len(self.class_names))
 
     def classify_batch(self, faces):
         """`classify` for at most `MAX_BATCH` faces: one call to the model."""
@@ -154,8 +158,8 @@ class SavedModelClassifier(Classifier):
 
         signature = self.loaded.signatures[ENCODED_SIGNATURE]
         (key,) = signature.structured_input_signature[1]
-        return np.concatenate([signature(**{key: tf.constant(encoded_images[start:start + MAX_BATCH], tf.string)})
-                               ["probabilities"].numpy() for start in range(0, len(encoded_images), MAX_BATCH)])
+        return in_batches(lambda batch: signature(**{key: tf.constant(batch, tf.string)})["probabilities"].numpy(),
+                          encoded_images, len(self.class_names))
 
 
 def latest_version_dir(path):

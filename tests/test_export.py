@@ -207,6 +207,7 @@ def test_every_back_end_classifies_many_faces_in_bounded_calls_with_the_same_ans
         assert back_end.classify(faces[:0]).shape == (0, len(CLASS_NAMES))
     encoded = export_module.encode_png(faces)
     np.testing.assert_allclose(back_ends[1].classify_encoded(encoded), whole[1], atol=1e-5)
+    assert back_ends[1].classify_encoded([]).shape == (0, len(CLASS_NAMES))
 
 
 def test_int8_model_is_integer_only(exported):
