@@ -17,7 +17,8 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         description="Train on FER2013, an image folder of your own faces, or the built-in synthetic faces, with "
         "model.fit and Keras callbacks; --init fine-tunes a shipped preset. Running the same command again on an "
-        "unfinished run resumes it.",
+        "unfinished run resumes it: one that was interrupted, or that training.time_limit_minutes stopped with "
+        "epochs left.",
     )
     parser.add_argument("--config", help="YAML configuration, e.g. configs/paper.yaml (required)")
     parser.add_argument("--data", help="fer2013.csv or .csv.gz, or an image folder DIR/<class>/* or "
