@@ -151,16 +151,12 @@ class TimeLimit(keras.callbacks.Callback):
     Args:
         minutes: the limit, float.
         backup: the run's `keras.callbacks.BackupAndRestore`, or None.
-
-    Attributes:
-        reached: True once the limit has stopped training.
     """
 
     def __init__(self, minutes, backup=None):
         super().__init__()
         self.seconds = minutes * 60.0
         self.backup = backup
-        self.reached = False
 
     def on_train_begin(self, logs=None):
         self.started = self.epoch_started = time.monotonic()
@@ -182,7 +178,6 @@ class TimeLimit(keras.callbacks.Callback):
 
     def stop(self):
         self.model.stop_training = True
-        self.reached = True
         if self.backup is not None and self.epoch + 1 < self.params["epochs"]:
             self.backup.delete_checkpoint = False
 
