@@ -1,8 +1,9 @@
 """FER2013 data and image folders: readers, labels, synthetic faces, TFDS builder and a checking CLI.
 
 The data side delivers raw faces, ``(uint8 (N, 48, 48, 1), int32 (N,))``; the
-model does scaling, resizing, gray->RGB and augmentation. Importing this
-package does not import TensorFlow: :func:`fer2013_dataset`, :func:`folder_dataset`
+model does scaling, resizing, gray->RGB and augmentation. On a Keras
+backend other than TensorFlow (the GPU machine's JAX), importing this package does not load
+TensorFlow: :func:`fer2013_dataset`, :func:`folder_dataset`
 and :func:`read_image_folder` load it on first use, and the TFDS builder lives in
 :mod:`keras_fer.data.tfds_fer2013`.
 """
@@ -15,10 +16,8 @@ from keras_fer.data.csv_format import (
     write_fer2013_csv,
 )
 from keras_fer.data.ferplus import FERPLUS8_CLASS_NAMES
+from keras_fer.data.folder_layout import CLASS_SYNONYMS, SPLIT_SYNONYMS, FolderFormatError
 from keras_fer.data.folders import (
-    CLASS_SYNONYMS,
-    SPLIT_SYNONYMS,
-    FolderFormatError,
     ImageFolder,
     count_image_folder,
     folder_class_names,

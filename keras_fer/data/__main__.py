@@ -8,13 +8,8 @@ import sys
 import time
 
 from keras_fer.data.csv_format import USAGES, FER2013FormatError
-from keras_fer.data.folders import (
-    LABEL_MODES_WITH_FOLDERS,
-    FolderFormatError,
-    count_image_folder,
-    is_image_folder,
-    parse_class_map,
-)
+from keras_fer.data.folder_layout import LABEL_MODES_WITH_FOLDERS, FolderFormatError
+from keras_fer.data.folders import count_image_folder, is_image_folder, parse_class_map
 from keras_fer.data.selection import count_fer2013
 
 _EPILOG = """\

@@ -14,10 +14,10 @@ is smaller). A FER2013 face written as PNG reads back with the same pixels.
 Three stages:
 
 1. :func:`scan_image_folder` lists the files, maps folder names to classes
-   (:data:`CLASS_SYNONYMS`, ``class_map``) and opens each image's header with Pillow (no pixel is
+   (:mod:`keras_fer.data.folder_layout`: synonyms, ``class_map``, label modes) and opens each image's header with Pillow (no pixel is
    decoded), so that files that are not images, or images TensorFlow cannot decode, are named
    and left out up front. It draws the validation split. No TensorFlow.
-2. :func:`folder_dataset` decodes in ``tf.data`` (``tf.io.decode_image``), in parallel. A file
+2. :func:`folder_dataset` decodes in ``tf.data`` (:mod:`keras_fer.data.image_decoding`), in parallel. A file
    whose header passed but whose body fails (a truncated JPEG) is dropped, named and counted at
    the end of the pass instead of stopping a long run; with ``detect_faces`` the largest face of
    each image is cropped as :mod:`keras_fer.faces` crops photos, and images without one are
@@ -54,50 +54,24 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from keras_fer.data.csv_format import IMAGE_SHAPE, USAGES
-from keras_fer.data.ferplus import FERPLUS8_CLASS_NAMES
-from keras_fer.data.selection import LABEL_MODES
-from keras_fer.data.selection import class_names as label_mode_class_names
+from keras_fer.data.folder_layout import (
+    IMAGE_EXTENSIONS,
+    FolderFormatError,
+    files_below,
+    normalized_class_map,
+    read_layout,
+    relative_name,
+    resolve_class_names,
+)
+from keras_fer.data.image_decoding import decode, detect_and_crop, orient, to_face, to_gray
+from keras_fer.faces.images import MAX_IMAGE_PIXELS
 
 logger = logging.getLogger(__name__)
 
-CANONICAL_CLASS_NAMES = FERPLUS8_CLASS_NAMES
-# Folder names (compared in lower case) -> class names. The names used by RAF-DB, AffectNet,
-# CK+, ExpW, JAFFE, KDEF and the Kaggle FER2013 image folders; numbered folders differ between
-# data sets (RAF-DB's 1 is Surprise, AffectNet's 1 is Happy) and need a class_map.
-CLASS_SYNONYMS = {
-    "angry": "Angry", "anger": "Angry", "an": "Angry",
-    "disgust": "Disgust", "disgusted": "Disgust", "di": "Disgust",
-    "fear": "Fear", "fearful": "Fear", "scared": "Fear", "afraid": "Fear", "fe": "Fear",
-    "happy": "Happy", "happiness": "Happy", "joy": "Happy", "ha": "Happy",
-    "sad": "Sad", "sadness": "Sad", "sa": "Sad",
-    "surprise": "Surprise", "surprised": "Surprise", "su": "Surprise",
-    "neutral": "Neutral", "calm": "Neutral", "ne": "Neutral",
-    "contempt": "Contempt", "co": "Contempt",
-}  # fmt: skip
-# Split folder names (compared in lower case) -> this project's split names.
-SPLIT_SYNONYMS = {
-    "train": "Training", "training": "Training",
-    "val": "PublicTest", "valid": "PublicTest", "validation": "PublicTest", "publictest": "PublicTest",
-    "test": "PrivateTest", "privatetest": "PrivateTest",
-}  # fmt: skip
-# The file name endings read as images; tf.io.decode_image decodes these formats (by content,
-# so a PNG named .jpg still reads). Other files (.txt, .tiff, .DS_Store) are counted as ignored.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".gif", ".webp")
 # Pillow's names of the formats tf.io.decode_image decodes (MPO: a camera JPEG with a preview).
 _DECODABLE_FORMATS = {"PNG", "JPEG", "MPO", "BMP", "DIB", "GIF", "WEBP"}
-# The most pixels an image may have, as the photo path reads (keras_fer.faces.images).
-MAX_IMAGE_PIXELS = 50_000_000
-LABEL_MODES_WITH_FOLDERS = ("folders", *LABEL_MODES)
 _HEADER_CHECK_THREADS = 8
 _READ_BATCH = 256
-# OpenCV's gray weights for 8-bit images in its fixed-point form (R, G, B) / 2**14, so that gray
-# values equal cv2.cvtColor's exactly.
-_GRAY_WEIGHTS = (4899, 9617, 1868)
-_GRAY_SHIFT = 14
-
-
-class FolderFormatError(ValueError):
-    """A folder's layout cannot be read: an unknown class or split folder, no images, a clash."""
 
 
 @dataclasses.dataclass
@@ -148,8 +122,8 @@ def folder_class_names(
     For ``labels="folders"`` these are the classes of the class folders that hold an image file
     name; a training run can build its model with them before the full scan.
     """
-    layout = _layout(os.fspath(root), _normalized_class_map(class_map))
-    return _resolve_class_names(layout, labels)
+    layout = read_layout(os.fspath(root), normalized_class_map(class_map))
+    return resolve_class_names(layout, labels)
 
 
 def scan_image_folder(
@@ -190,7 +164,7 @@ def scan_image_folder(
     >>> scan_image_folder("no/such/dir")
     Traceback (most recent call last):
     ...
-    keras_fer.data.folders.FolderFormatError: no/such/dir: no such directory
+    keras_fer.data.folder_layout.FolderFormatError: no/such/dir: no such directory
     """
     if isinstance(validation_fraction, bool) or not isinstance(validation_fraction, (int, float)) \
             or not 0 <= validation_fraction < 1:
@@ -199,8 +173,8 @@ def scan_image_folder(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed must be an integer. Received: seed={seed!r}")
     root = os.fspath(root)
-    layout = _layout(root, _normalized_class_map(class_map))
-    names = _resolve_class_names(layout, labels)
+    layout = read_layout(root, normalized_class_map(class_map))
+    names = resolve_class_names(layout, labels)
     index_of = {name: i for i, name in enumerate(names)}
 
     found = {split: [] for split in layout.splits}  # split -> [(path, label)]
@@ -209,7 +183,7 @@ def scan_image_folder(
         for folder, class_name in folders.items():
             if class_name is None:
                 continue
-            for path in _files_below(os.path.join(layout.split_dirs[split], folder)):
+            for path in files_below(os.path.join(layout.split_dirs[split], folder)):
                 ending = os.path.splitext(path)[1].lower()
                 if ending in IMAGE_EXTENSIONS:
                     found[split].append((path, index_of[class_name]))
@@ -249,7 +223,7 @@ def scan_image_folder(
         root=root, class_names=names, splits=splits, unreadable=unreadable,
         has_split_folders=layout.has_split_folders,
         labels=labels if isinstance(labels, str) else "explicit",
-        folders={_relative(layout, split, folder): class_name
+        folders={relative_name(layout, split, folder): class_name
                  for split, folders in layout.splits.items() for folder, class_name in folders.items()},
         ignored=dict(sorted(ignored.items())), orientations=orientations,
     )  # fmt: skip
@@ -394,159 +368,6 @@ def read_image_folder(
     return np.concatenate(images), np.concatenate(labels)
 
 
-# --- layout ---------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class _Layout:
-    root: str
-    has_split_folders: bool
-    split_dirs: dict  # split -> directory
-    split_folder_names: dict  # split -> the folder's own name
-    splits: dict  # split -> {class folder name: class name or None}
-    loose_files: dict  # split -> files lying beside the class folders
-
-
-def _layout(root: str, class_map: dict) -> _Layout:
-    """The split and class folders of ``root``, each class folder mapped to its class name."""
-    if not os.path.isdir(root):
-        raise FolderFormatError(f"{root}: no such directory" if not os.path.exists(root) else
-                                f"{root}: not a directory")
-    children = _subfolders(root)
-    split_like = {name for name in children if name.lower() in SPLIT_SYNONYMS}
-    if split_like:
-        others = sorted(set(children) - split_like)
-        if others:
-            raise FolderFormatError(
-                f"{root}: holds split folders ({', '.join(sorted(split_like))}) beside other folders "
-                f"({', '.join(others)}); use either DIR/<split>/<class>/ or DIR/<class>/ (split folder names: "
-                f"{', '.join(SPLIT_SYNONYMS)})")
-        split_folder_names = {}
-        for name in sorted(split_like):
-            split = SPLIT_SYNONYMS[name.lower()]
-            if split in split_folder_names:
-                raise FolderFormatError(f"{root}: folders {split_folder_names[split]} and {name} are both the "
-                                        f"{split} split; keep one")
-            split_folder_names[split] = name
-        split_dirs = {split: os.path.join(root, name) for split, name in split_folder_names.items()}
-    else:
-        split_folder_names, split_dirs = {"Training": ""}, {"Training": root}
-    splits, loose = {}, {}
-    for split, directory in split_dirs.items():
-        folders = _subfolders(directory)
-        if not folders:
-            raise FolderFormatError(f"{directory}: no class folders: expected {directory}{os.sep}<class>{os.sep}"
-                                    f"<images> with a folder per class ({_accepted_names(class_map)})")
-        splits[split] = {name: _class_of_folder(os.path.join(directory, name), name, class_map) for name in folders}
-        loose[split] = [entry.path for entry in os.scandir(directory) if entry.is_file()]
-    return _Layout(root, bool(split_like), split_dirs, split_folder_names, splits, loose)
-
-
-def _relative(layout: _Layout, split: str, folder: str) -> str:
-    """A class folder's name below the root: ``train/happy`` with split folders, ``happy`` without."""
-    return f"{layout.split_folder_names[split]}/{folder}" if layout.has_split_folders else folder
-
-
-def _subfolders(directory: str) -> list[str]:
-    # Hidden folders and the resource forks of macOS zips are not class folders.
-    return sorted(entry.name for entry in os.scandir(directory)
-                  if entry.is_dir() and not entry.name.startswith(".") and entry.name != "__MACOSX")
-
-
-def _files_below(directory: str) -> list[str]:
-    """Every file under ``directory`` (subfolders too, such as one per subject), sorted, hidden ones left out."""
-    paths = []
-    for parent, folders, names in os.walk(directory, followlinks=True):
-        folders[:] = sorted(name for name in folders if not name.startswith("."))
-        paths.extend(os.path.join(parent, name) for name in names if not name.startswith("."))
-    return sorted(paths)
-
-
-def _normalized_class_map(class_map: Mapping | None) -> dict:
-    """``class_map`` with lower-case keys and canonical spellings of known class names."""
-    if class_map is None:
-        return {}
-    if not isinstance(class_map, Mapping):
-        raise ValueError(f"class_map must be a dict of folder name -> class name. Received: class_map={class_map!r}")
-    normalized = {}
-    for folder, name in class_map.items():
-        if not isinstance(folder, (str, int)) or (name is not None and (not isinstance(name, str) or not name.strip())):
-            raise ValueError(f"class_map must map folder names to class names (or None to leave a folder out). "
-                             f"Received: {folder!r}: {name!r} in class_map={dict(class_map)!r}")
-        key = str(folder).strip().lower()
-        if key in normalized and normalized[key] != _canonical(name):
-            raise ValueError(f"class_map maps folder {folder!r} twice (folder names are matched without regard "
-                             f"to case). Received: class_map={dict(class_map)!r}")
-        normalized[key] = _canonical(name)
-    return normalized
-
-
-def _canonical(name: str | None) -> str | None:
-    """A class name in its canonical spelling when it is one (or a synonym), else as given."""
-    if name is None:
-        return None
-    name = name.strip()
-    return CLASS_SYNONYMS.get(name.lower(), name)
-
-
-def _class_of_folder(path: str, name: str, class_map: dict) -> str | None:
-    key = name.strip().lower()
-    if key in class_map:
-        return class_map[key]
-    if key in CLASS_SYNONYMS:
-        return CLASS_SYNONYMS[key]
-    raise FolderFormatError(f"{path}: unknown class folder {name!r}; accepted (without regard to case): "
-                            f"{_accepted_names(class_map)}; map others with class_map, e.g. "
-                            f"class_map={{{name!r}: 'Pain'}} (or {{{name!r}: None}} to leave it out)")
-
-
-def _accepted_names(class_map: dict) -> str:
-    by_class: dict[str, list[str]] = {}
-    for synonym, name in CLASS_SYNONYMS.items():
-        by_class.setdefault(name, []).append(synonym)
-    text = "; ".join(f"{name}: {', '.join(synonyms)}" for name, synonyms in by_class.items())
-    return text + (f"; class_map: {', '.join(class_map)}" if class_map else "")
-
-
-def _resolve_class_names(layout: _Layout, labels) -> tuple:
-    """The class list of a label mode, checking that every mapped folder's class is in it."""
-    mapped = {(split, folder): name for split, folders in layout.splits.items()
-              for folder, name in folders.items() if name is not None}
-    if isinstance(labels, str):
-        if labels not in LABEL_MODES_WITH_FOLDERS:
-            raise ValueError(f"labels must be one of {', '.join(LABEL_MODES_WITH_FOLDERS)} or a sequence of class "
-                             f"names. Received: labels={labels!r}")
-        if labels == "folders":
-            # Only classes with image files: an empty folder would be a class no example teaches.
-            present = {name for (split, folder), name in mapped.items()
-                       if _holds_an_image(os.path.join(layout.split_dirs[split], folder))}
-            if not present:
-                raise FolderFormatError(f"{layout.root}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in its "
-                                        "class folders")
-            canonical = [name for name in CANONICAL_CLASS_NAMES if name in present]
-            return (*canonical, *sorted(present - set(canonical)))
-        names = label_mode_class_names(labels)
-    else:
-        names = tuple(labels)
-        if not names or not all(isinstance(name, str) for name in names) or len(set(names)) != len(names):
-            raise ValueError(f"labels as class names must be distinct strings. Received: labels={labels!r}")
-    for (split, folder), name in sorted(mapped.items()):
-        if name not in names:
-            where = os.path.join(layout.split_dirs[split], folder)
-            raise FolderFormatError(
-                f"{where}: folder {folder!r} holds class {name!r}, which labels={labels!r} lacks (classes: "
-                f"{', '.join(names)}); leave it out with class_map={{{folder!r}: None}}, map it to one of those "
-                f"classes, or read the folder with labels='folders'")
-    return names
-
-
-def _holds_an_image(directory: str) -> bool:
-    for _, _, names in os.walk(directory, followlinks=True):
-        if any(os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and not name.startswith(".") for name in names):
-            return True
-    return False
-
-
 # --- header check and validation split ------------------------------------------------------
 
 
@@ -638,9 +459,9 @@ def _faces(folder: ImageFolder, split, detect_faces: bool, shuffle_files: bool =
     def load(path, label, orientation, index):
         contents = tf.io.read_file(path)
         if detect_faces:
-            face, found = _detect_and_crop(_orient(_decode(contents, channels=3), orientation))
+            face, found = detect_and_crop(orient(decode(contents, channels=3), orientation))
         else:
-            face, found = _to_face(_orient(_to_gray(contents), orientation)), tf.constant(True)
+            face, found = to_face(orient(to_gray(contents), orientation)), tf.constant(True)
         return face, label, index, found
 
     faces = files.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors()
@@ -664,101 +485,6 @@ def _is_kept(image, label, kept):
 def _drop_kept_flag(image, label, kept):
     return image, label
 
-
-def _decode(contents, channels=0):
-    """Encoded image -> uint8 (H, W, C): the first frame of a GIF, JPEGs decoded as OpenCV decodes them."""
-    import tensorflow as tf
-
-    # decode_image decodes JPEGs with the fast integer DCT, up to 5 levels away from OpenCV's
-    # (libjpeg's default, accurate DCT); the accurate one gives OpenCV's pixels exactly.
-    return tf.cond(
-        tf.io.is_jpeg(contents),
-        lambda: tf.io.decode_jpeg(contents, channels=channels, dct_method="INTEGER_ACCURATE"),
-        lambda: tf.io.decode_image(contents, channels=channels, dtype=tf.uint8, expand_animations=False),
-    )
-
-
-def _to_gray(contents):
-    """Encoded image -> uint8 (H, W, 1) gray: OpenCV's weights for color, alpha dropped."""
-    import tensorflow as tf
-
-    image = _decode(contents)
-
-    def from_color():
-        rgb = tf.cast(image[..., :3], tf.int32)
-        weighted = rgb[..., 0:1] * _GRAY_WEIGHTS[0] + rgb[..., 1:2] * _GRAY_WEIGHTS[1] + rgb[..., 2:3] * _GRAY_WEIGHTS[2]
-        return tf.cast(tf.bitwise.right_shift(weighted + (1 << (_GRAY_SHIFT - 1)), _GRAY_SHIFT), tf.uint8)
-
-    # 1 channel is gray, 2 is gray + alpha; 3 and 4 are RGB(A), palettes decoded to them.
-    return tf.cond(tf.shape(image)[-1] >= 3, from_color, lambda: image[..., :1])
-
-
-def _orient(image, orientation):
-    """Applies an EXIF orientation (1-8) as Pillow's ImageOps.exif_transpose does, so photos come upright."""
-    import tensorflow as tf
-
-    def transpose():
-        return tf.transpose(image, [1, 0, 2])
-
-    branches = [
-        lambda: image,  # 1: upright
-        lambda: image[:, ::-1],  # 2: mirrored
-        lambda: image[::-1, ::-1],  # 3: upside down
-        lambda: image[::-1],  # 4: flipped
-        transpose,  # 5
-        lambda: tf.image.rot90(image, 3),  # 6: turned 90 degrees clockwise to be upright
-        lambda: transpose()[::-1, ::-1],  # 7: transverse
-        lambda: tf.image.rot90(image, 1),  # 8: turned 90 degrees counter-clockwise
-    ]
-    return tf.switch_case(tf.clip_by_value(orientation - 1, 0, 7), branches)
-
-
-def _to_face(gray):
-    """uint8 (H, W, 1) -> uint8 (48, 48, 1): area averaging down (the photo path's INTER_AREA), bilinear up."""
-    import tensorflow as tf
-
-    size = IMAGE_SHAPE[:2]
-    shape = tf.shape(gray)
-    smaller = tf.reduce_any(shape[:2] < size)
-    resized = tf.cond(
-        smaller,
-        lambda: tf.image.resize(gray, size, method="bilinear"),
-        lambda: tf.image.resize(gray, size, method="area"),
-    )
-    face = tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
-    return tf.ensure_shape(face, IMAGE_SHAPE)
-
-
-def _detect_and_crop(rgb):
-    import tensorflow as tf
-
-    face, found = tf.numpy_function(_FACE_FINDER.crop, [rgb], (tf.uint8, tf.bool), stateful=False)
-    return tf.ensure_shape(face, IMAGE_SHAPE), tf.ensure_shape(found, ())
-
-
-class _FaceFinder:
-    """The photo path's front end on one RGB image: largest face, FER2013 framing, eyes levelled.
-
-    One detector per thread: tf.data calls this from several threads, and a detector's
-    interpreter must not run two images at once.
-    """
-
-    def __init__(self):
-        self._local = threading.local()
-
-    def crop(self, rgb: np.ndarray) -> tuple[np.ndarray, np.bool_]:
-        from keras_fer.faces import DEFAULT_SECOND_DETECTOR, crop_face, detect_with_fallback, make_detector
-
-        if not hasattr(self._local, "detectors"):
-            self._local.detectors = make_detector(), make_detector(DEFAULT_SECOND_DETECTOR)
-        bgr = np.ascontiguousarray(rgb[..., ::-1])
-        found = detect_with_fallback(bgr, *self._local.detectors)  # largest first
-        if not found:
-            return np.zeros(IMAGE_SHAPE, np.uint8), np.bool_(False)
-        return crop_face(bgr, found[0], channels=1, align=True), np.bool_(True)
-
-
-_FACE_FINDER = _FaceFinder()
 
 
 class _PassTracker:
