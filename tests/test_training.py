@@ -8,11 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from keras_fer.config import load_config, to_yaml
-from keras_fer.data import write_synthetic_fer2013
+from keras_fer.data import read_fer2013, write_synthetic_fer2013
 from keras_fer.training import CallbackStateBackup, RunError, RunPaths, command_line, read_history, train
+from keras_fer.training.fit import invocation_seed
 from keras_fer.training.run_directory import prepare_run_directory
 
 REPO = Path(__file__).resolve().parents[1]
@@ -181,8 +183,55 @@ def test_run_its_time_limit_stops_keeps_its_backup_and_the_same_command_continue
     assert [row["epoch"] for row in read_history(run / "history.csv")] == [0, 1]
     # The second invocation continued the first's optimizer: one step each.
     assert int(keras.saving.load_model(run / "last.keras").optimizer.iterations) == 2
+    # ... and drew its own shuffling and augmentation, from the seed and the epoch it resumed at.
+    assert first["seed_this_invocation"] == config.training.seed
+    assert second["seed_this_invocation"] == invocation_seed(config.training.seed, 1) != config.training.seed
     with pytest.raises(RunError, match=r"holds a finished run of this configuration"):
         train(config, run)
+
+
+def test_a_resumed_invocation_does_not_replay_the_first_epochs_batches_or_augmentations(tmp_path):
+    """A new process rebuilds the shuffle and the augmentation's seed state from its seed: the run's seed would
+    give a resumed invocation the run's first epoch again, face for face; the invocation's seed does not."""
+    import keras
+
+    from keras_fer.layers import FaceAugmentation
+    from keras_fer.training import fit_inputs
+    from keras_fer.training.data import checked_data
+
+    data_path = write_synthetic_fer2013(tmp_path / "faces.csv", {"Training": 8, "PublicTest": 2}, seed=4)
+    config = tiny_config(f"data.source={data_path}")
+    data = checked_data(config, RunPaths(tmp_path / "run"))
+    faces = keras.ops.convert_to_tensor(read_fer2013(data_path, usage="Training")[0][:8].astype("float32"))
+
+    def first_epoch(seed):
+        """What an invocation seeded with `seed` trains on first: the label order and one augmented batch."""
+        keras.utils.set_random_seed(seed)
+        train = fit_inputs(config, data, seed)["x"]
+        labels = np.concatenate([batch_labels for _, batch_labels in train.as_numpy_iterator()])
+        augmented = FaceAugmentation(name="augment")(faces, training=True)
+        return labels, keras.ops.convert_to_numpy(augmented)
+
+    seed = config.training.seed
+    run_labels, run_augmented = first_epoch(invocation_seed(seed, 0))
+    replay_labels, replay_augmented = first_epoch(seed)
+    resumed_labels, resumed_augmented = first_epoch(invocation_seed(seed, 1))
+    assert np.array_equal(run_labels, replay_labels) and np.array_equal(run_augmented, replay_augmented)
+    assert not np.array_equal(resumed_labels, run_labels)
+    assert not np.allclose(resumed_augmented, run_augmented, atol=1.0)
+
+
+def test_a_backup_whose_metadata_lacks_its_epoch_is_an_error_naming_the_file(tmp_path):
+    from keras_fer.training.run_directory import epochs_in_backup
+
+    paths = RunPaths(tmp_path / "run")
+    assert epochs_in_backup(paths) == 0
+    paths.backup.mkdir(parents=True)
+    (paths.backup / "training_metadata.json").write_text('{"epoch": 3, "batch": 0}')
+    assert epochs_in_backup(paths) == 3
+    (paths.backup / "training_metadata.json").write_text('{"batch": 0}')
+    with pytest.raises(RunError, match=r"run/backup/training_metadata\.json: the backup's metadata does not say its epoch"):
+        epochs_in_backup(paths)
 
 
 def test_command_line_records_the_environment_that_changes_the_run_and_quotes_arguments():

@@ -150,12 +150,13 @@ def scanned_folder(config):
     return TrainingData(Path(data.source), sizes, tuple(folder.class_names), folder)
 
 
-def fit_inputs(config, data):
+def fit_inputs(config, data, seed):
     """Keyword arguments of `model.fit` for the training and validation data of `TrainingData`.
 
     TensorFlow: shuffled, cached `tf.data` pipelines of whole batches (repeated when
-    `steps_per_epoch` is set, so that epochs of a fixed length never run dry). Other
-    backends: NumPy arrays.
+    `steps_per_epoch` is set, so that epochs of a fixed length never run dry), the shuffle
+    seeded with `seed` (the invocation's, `invocation_seed`). Other backends: NumPy arrays,
+    which `model.fit` shuffles with the global seed.
     """
     source, training = config.data, config.training
     if not uses_tensorflow():
@@ -165,7 +166,7 @@ def fit_inputs(config, data):
     # drop_remainder: every step has one batch shape, so the step is traced (compiled) once,
     # and replicas of a strategy get equal shares; the dropped faces differ every epoch.
     train = data.dataset(
-        config, source.train_split, batch_size=training.batch_size, shuffle=True, seed=training.seed,
+        config, source.train_split, batch_size=training.batch_size, shuffle=True, seed=seed,
         cache=source.cache, repeat=training.steps_per_epoch is not None, drop_remainder=True,
     )
     validation = data.dataset(config, source.validation_split, batch_size=training.batch_size, cache=True)

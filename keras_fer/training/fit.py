@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from keras_fer import files
 from keras_fer import data as fer_data
@@ -16,7 +17,14 @@ from keras_fer.training.data import TrainingData, check_data_source, checked_dat
 from keras_fer.training.distribution import adapt_to_multi_worker, backend_name, is_chief, make_strategy
 from keras_fer.training.initialization import assign_initial_weights
 from keras_fer.training.recipe import compile_model, make_model, model_build_arguments, train_steps_per_epoch
-from keras_fer.training.run_directory import RunError, RunPaths, code_version, prepare_run_directory, record_command
+from keras_fer.training.run_directory import (
+    RunError,
+    RunPaths,
+    code_version,
+    epochs_in_backup,
+    prepare_run_directory,
+    record_command,
+)
 
 def train(config, output_dir, overwrite=False, dry_run=False, command=None):
     """Trains (or, with `dry_run`, only builds) the run of `config` in `output_dir`.
@@ -61,7 +69,12 @@ def train(config, output_dir, overwrite=False, dry_run=False, command=None):
     steps_per_epoch = train_steps_per_epoch(config, data.sizes)
 
     keras.mixed_precision.set_global_policy(config.runtime.mixed_precision)
-    keras.utils.set_random_seed(config.training.seed)
+    epochs_done = epochs_in_backup(paths) if resume else 0
+    seed = invocation_seed(config.training.seed, epochs_done)
+    if epochs_done:
+        print(f"Continuing after epoch {epochs_done}: shuffling and augmentation seeded with {seed} "
+              f"(seed {config.training.seed} and the epoch), so that no epoch replays an earlier one's batches")
+    keras.utils.set_random_seed(seed)
     class_names = data.class_names
 
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
@@ -78,7 +91,7 @@ def train(config, output_dir, overwrite=False, dry_run=False, command=None):
     if dry_run:
         return dry_run_report(config, model, callbacks, data.sizes, replicas, steps_per_epoch)
 
-    inputs = fit_inputs(config, data)
+    inputs = fit_inputs(config, data, seed)
     if strategy is not None and config.runtime.strategy == "multi_worker":
         adapt_to_multi_worker(model, inputs["x"].element_spec)
     history = model.fit(
@@ -92,12 +105,32 @@ def train(config, output_dir, overwrite=False, dry_run=False, command=None):
     metrics = final_metrics(config, paths, data, history, replicas, version)
     metrics["wall_time_seconds"] = round(time.monotonic() - started, 1)
     metrics["resumable"] = paths.backup.exists()
+    metrics["seed_this_invocation"] = seed
     files.write_text(paths.metrics, json.dumps(metrics, indent=2) + "\n")
     print(summary_line(metrics, config.training.monitor))
     if metrics["resumable"]:
         print(f"The time limit stopped the run after {metrics['epochs_run']} of {config.training.epochs} epochs; "
               f"its backup is kept in {paths.backup}: run the same command again to continue it.")
     return metrics
+
+
+def invocation_seed(seed, epochs_done):
+    """The seed of an invocation's shuffling and augmentation, when it starts after `epochs_done` epochs.
+
+    The run's own seed for a new run. A resumed run needs another: a new process starts the
+    `tf.data` shuffle and the augmentation's seed state over (neither is in the backup), so
+    with the run's seed its first epoch would replay the run's first epoch, batch for batch and
+    augmentation for augmentation. In runs/fer2013_wide, an epoch that replayed the epoch just
+    before it gave 71.0% training accuracy against 65.6% and 66.1% around it. The seed is drawn
+    from the run's seed and the epoch, so that resuming at the same epoch repeats itself.
+
+    Example:
+    >>> invocation_seed(47, 0), invocation_seed(47, 18) == invocation_seed(47, 18) != invocation_seed(47, 19)
+    (47, True)
+    """
+    if epochs_done == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, epochs_done]).generate_state(1)[0] >> 1)  # 31 bits: any seed API
 
 
 def final_metrics(config, paths, data, history, replicas, version):

@@ -1,5 +1,6 @@
 """The run directory: its files, the check that it may hold this run, and the command record."""
 
+import json
 import os
 import shlex
 import shutil
@@ -95,6 +96,25 @@ def prepare_run_directory(paths, config, overwrite=False, dry_run=False):
     paths.root.mkdir(parents=True, exist_ok=True)
     files.write_text(paths.config, config_lib.to_yaml(config))
     return False
+
+
+def epochs_in_backup(paths):
+    """The epochs a run's backup holds (the metadata Keras' `BackupAndRestore` writes), 0 without one.
+
+    Raises:
+        RunError: the metadata file exists but does not say its epoch.
+    """
+    metadata = paths.backup / "training_metadata.json"
+    if not metadata.exists():
+        return 0
+    try:
+        epochs = json.loads(metadata.read_text())["epoch"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise RunError(f"{metadata}: the backup's metadata does not say its epoch ({error!r}); "
+                       f"pass --overwrite to train the run again") from None
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise RunError(f"{metadata}: the backup's epoch must be a count of epochs. Received: {epochs!r}")
+    return epochs
 
 
 def command_line(argv, environ=None):
