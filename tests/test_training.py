@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -163,6 +164,11 @@ def test_run_killed_in_its_second_epoch_resumes_where_it_stopped(tmp_path):
     # command.txt holds both invocations, each a shell line that repeats it.
     lines = (tmp_path / "run" / "command.txt").read_text().splitlines()
     assert [line.split()[2] for line in lines[::2]] == ["start", "resume"]
+    # ... and what the machine was doing: its load and the threads TensorFlow computes with.
+    cpus = len(os.sched_getaffinity(0))
+    for comment in lines[::2]:
+        assert re.search(rf"; load \d+\.\d\d \d+\.\d\d \d+\.\d\d \(1, 5, 15 min\) on {cpus} CPUs; "
+                         r"TensorFlow threads: intra-op \d+.*, inter-op \d+", comment), comment
     assert lines[1] == lines[3] and lines[1].endswith("python " + " ".join(["train.py", *map(str, command)]))
 
 

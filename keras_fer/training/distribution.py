@@ -17,6 +17,19 @@ def uses_tensorflow():
     return backend_name() == "tensorflow"
 
 
+def thread_settings():
+    """The threads the backend computes with, as command.txt records them beside the load."""
+    if not uses_tensorflow():
+        return f"{backend_name()} backend threads: its defaults (XLA_FLAGS, when set, is on the command line)"
+    import tensorflow as tf
+
+    def described(count):
+        return f"{count}" if count else "0 (TensorFlow's default: one per core)"
+
+    return (f"TensorFlow threads: intra-op {described(tf.config.threading.get_intra_op_parallelism_threads())}, "
+            f"inter-op {described(tf.config.threading.get_inter_op_parallelism_threads())}")
+
+
 def make_strategy(name):
     """The `tf.distribute` strategy named in `runtime.strategy`; None on other backends.
 

@@ -14,7 +14,13 @@ from keras_fer import files
 from keras_fer import data as fer_data
 from keras_fer.training.callbacks import make_callbacks, to_json_number
 from keras_fer.training.data import TrainingData, check_data_source, checked_data, fit_inputs, synthetic_split_sizes
-from keras_fer.training.distribution import adapt_to_multi_worker, backend_name, is_chief, make_strategy
+from keras_fer.training.distribution import (
+    adapt_to_multi_worker,
+    backend_name,
+    is_chief,
+    make_strategy,
+    thread_settings,
+)
 from keras_fer.training.initialization import assign_initial_weights
 from keras_fer.training.recipe import compile_model, make_model, model_build_arguments, train_steps_per_epoch
 from keras_fer.training.run_directory import (
@@ -56,7 +62,7 @@ def train(config, output_dir, overwrite=False, dry_run=False, command=None):
     print(f"Keras {keras.__version__}, backend {backend_name()}; run directory {paths.root}"
           + (" (resuming)" if resume else ""))
     if command is not None and not dry_run:
-        record_command(paths, command, resume, version)
+        record_command(paths, command, resume, version, thread_settings())
     if synthetic and dry_run:
         # The sizes the synthetic data set will have once generated.
         data = TrainingData("synthetic (generated when training)", synthetic_split_sizes(config),

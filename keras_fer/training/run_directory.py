@@ -131,11 +131,22 @@ def command_line(argv, environ=None):
     return " ".join(words + ["python", shlex.join(argv)])
 
 
-def record_command(paths, command, resume, version):
-    """Appends `command` to command.txt under a comment with the time, code version and start or resume."""
+def record_command(paths, command, resume, version, threads):
+    """Appends `command` to command.txt under a comment: time, start or resume, code version, load, `threads`.
+
+    The load says what else ran on the machine as the invocation began, which a run's speed (and
+    its `train_images_per_second`) depends on.
+    """
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with open(paths.command, "a") as file:
-        file.write(f"# {stamp} {'resume' if resume else 'start'} at {version}\n{command}\n")
+        file.write(f"# {stamp} {'resume' if resume else 'start'} at {version}; {machine_load()}; {threads}\n{command}\n")
+
+
+def machine_load():
+    """`load 1.97 1.10 0.52 (1, 5, 15 min) on 2 CPUs`: the load averages and the CPUs this process may use."""
+    one, five, fifteen = os.getloadavg()
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"load {one:.2f} {five:.2f} {fifteen:.2f} (1, 5, 15 min) on {cpus} CPUs"
 
 
 def first_difference(old, new, prefix=""):
