@@ -32,6 +32,7 @@ from keras_fer.training.run_directory import (
     record_command,
 )
 
+
 def train(config, output_dir, overwrite=False, dry_run=False, command=None):
     """Trains (or, with `dry_run`, only builds) the run of `config` in `output_dir`.
 
