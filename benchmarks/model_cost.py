@@ -15,8 +15,7 @@ directory or a `.tflite` file) is measured in a fresh process, one after the oth
 A decision that weighs what a model costs (docs/training.md: the rule for the `fer2013` preset)
 compares models measured by one command on one machine, with nothing else running.
 
-    python -m benchmarks.model_cost fer2013 runs/fer2013_wide/best.keras \
-        --output benchmarks/results/model_cost_fer2013_wide.json
+    python -m benchmarks.model_cost fer2013 runs/fer2013_wide/best.keras --output benchmarks/results/model_cost_wide.json
     python -m benchmarks.model_cost fer2013 --quick      # a few calls, a few frames
 """
 
