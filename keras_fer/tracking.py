@@ -32,6 +32,7 @@ CONFIRM_ROUNDS = 3
 
 
 def center(box):
+    """The center (x, y) of an (x, y, width, height) box."""
     x, y, width, height = box
     return np.array([x + width / 2, y + height / 2])
 

@@ -93,6 +93,10 @@ def to_face(gray):
 
 
 def detect_and_crop(rgb):
+    """uint8 RGB (H, W, 3) -> (uint8 (48, 48, 1) face, bool found): the photo path's largest face, cropped.
+
+    An image without a face gives a black face and ``found`` False, for the caller to drop.
+    """
     import tensorflow as tf
 
     face, found = tf.numpy_function(_FACE_FINDER.crop, [rgb], (tf.uint8, tf.bool), stateful=False)

@@ -56,6 +56,7 @@ class TrainingData:
 
 
 def is_folder_source(config):
+    """Whether the run reads an image folder (rather than a FER2013 CSV or synthetic faces)."""
     return config.data.source != "synthetic" and fer_data.is_image_folder(config.data.source)
 
 

@@ -74,6 +74,7 @@ def make_optimizer(settings, learning_rate):
 
 
 def compile_model(model, config, steps_per_epoch):
+    """Compiles `model` with the config's optimizer, schedule (`steps_per_epoch` long epochs) and loss, and builds the optimizer."""
     training = config.training
     # Vote targets are distributions over the classes; "accuracy" then compares their argmax,
     # the majority label, with the prediction's.
