@@ -6,11 +6,13 @@ gives the shipped FER2013 model, and `keras_fer.FaceExpressionRecognizer()` find
 the faces of an image with it.
 """
 
+import importlib
+
 from keras_fer.tensorflow_logs import filtered_start_up_logs
 
 with filtered_start_up_logs():
     # Keras imports its backend; TensorFlow's start-up lines are held to TF_CPP_MIN_LOG_LEVEL.
-    import keras  # noqa: F401
+    importlib.import_module("keras")
 
 from keras_fer import layers, losses, pretrained  # noqa: F401, E402  (layers and losses: registration)
 
