@@ -3,7 +3,9 @@
 A preset is one `.npz` file in `keras_fer/presets/`: the keyword arguments of
 `keras_fer.models.build_model`, the class names and a description (JSON, under the key
 `metadata`), and every variable of the inference model stored as float16 under its Keras
-variable path (`weights/stage1_block1/conv1/kernel`, ...). A preset may instead hold an
+variable path (`weights/stage1_block1/conv1/kernel`, ...); or, with `weight_storage="int8"`,
+each kernel of 1,024 values or more stored as int8 with one float32 scale per output channel
+under `scales/` + the same path, which halves a file. A preset may instead hold an
 ensemble (`keras_fer.models.build_ensemble`): one set of build arguments per network, under
 `members`, and network i's variables under `weights/member<i>/`. Loading builds the network(s)
 in float32 on the current backend (TensorFlow or JAX) and assigns the weights, after checking
@@ -30,6 +32,12 @@ from keras_fer import files
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 METADATA_KEY = "metadata"
 WEIGHTS_PREFIX = "weights/"
+# The per-output-channel scales of the kernels a file stores as int8, under the kernels' own keys.
+SCALES_PREFIX = "scales/"
+WEIGHT_STORAGES = ("float16", "int8")
+# Under int8 storage, kernels of at least this many values are int8; biases, normalization and
+# ECA's small 1-D kernels stay float16, where int8 would save little and cost most.
+INT8_MIN_SIZE = 1024
 # The metadata key of an ensemble's build arguments, one dict per network.
 MEMBERS_KEY = "members"
 # Every preset: its file in PRESET_DIR, the file's sha256 and what it is.
@@ -104,7 +112,7 @@ def file_sha256(path):
 
 
 def read_preset_file(path, expected_sha256=None):
-    """(metadata dict, {variable path: float16 array}) from a preset file.
+    """(metadata dict, {variable path: array}) from a preset file: float16 arrays, int8 kernels decoded to float32.
 
     Args:
         path: the `.npz` file.
@@ -123,8 +131,7 @@ def read_preset_file(path, expected_sha256=None):
     try:
         with np.load(path, allow_pickle=False) as archive:
             metadata = json.loads(str(archive[METADATA_KEY]))
-            weights = {key[len(WEIGHTS_PREFIX):]: archive[key] for key in archive.files
-                       if key.startswith(WEIGHTS_PREFIX)}
+            weights = decoded_weights({key: archive[key] for key in archive.files if key != METADATA_KEY})
     except (OSError, ValueError, KeyError) as error:
         raise PresetError(f"{path}: not a keras_fer preset file ({type(error).__name__}: {error})") from None
     return metadata, weights
@@ -343,27 +350,78 @@ def float16_weights(model, build):
     return weights
 
 
-def save(path, networks, class_names, provenance):
-    """Writes a preset file: build arguments, class names, provenance and float16 weights.
+def encoded_weights(weights, weight_storage="float16"):
+    """{archive key: array} of weights as a preset file stores them: float16, or int8 kernels and their scales.
+
+    Args:
+        weights: {variable path: array}; a path may carry a member's prefix (`member1/...`).
+        weight_storage: "float16" (every array), or "int8": each kernel of at least
+            `INT8_MIN_SIZE` values as int8, symmetric, with one float32 scale per output channel
+            (its last axis), the rest float16.
+    Raises:
+        ValueError: an unknown `weight_storage`.
+
+    Example:
+    >>> kernel = np.array([[0.5, -2.0], [-0.25, 1.0]] * 512, np.float32)
+    >>> arrays = encoded_weights({"dense/kernel": kernel}, "int8")
+    >>> arrays["weights/dense/kernel"].dtype, arrays["scales/dense/kernel"] * 127
+    (dtype('int8'), array([0.5, 2. ], dtype=float32))
+    """
+    if weight_storage not in WEIGHT_STORAGES:
+        raise ValueError(f"weight_storage must be one of {', '.join(WEIGHT_STORAGES)}. "
+                         f"Received: weight_storage={weight_storage!r}")
+    arrays = {}
+    for key, value in weights.items():
+        value = np.asarray(value)
+        if weight_storage == "int8" and value.ndim >= 2 and value.size >= INT8_MIN_SIZE:
+            channels = np.abs(value.astype(np.float32)).reshape(-1, value.shape[-1]).max(axis=0)
+            scales = np.where(channels > 0, channels / 127, 1).astype(np.float32)
+            arrays[WEIGHTS_PREFIX + key] = np.clip(np.round(value / scales), -127, 127).astype(np.int8)
+            arrays[SCALES_PREFIX + key] = scales
+        else:
+            arrays[WEIGHTS_PREFIX + key] = value.astype(np.float16)
+    return arrays
+
+
+def decoded_weights(arrays):
+    """{variable path: array} from a preset file's arrays: float16 as stored, int8 kernels times their scales."""
+    weights = {}
+    for key, value in arrays.items():
+        if not key.startswith(WEIGHTS_PREFIX):
+            continue
+        path = key[len(WEIGHTS_PREFIX):]
+        scales = arrays.get(SCALES_PREFIX + path)
+        weights[path] = value if scales is None else value.astype(np.float32) * scales
+    return weights
+
+
+def stored_weights(weights, weight_storage="float16"):
+    """`weights` as a preset file of `weight_storage` gives them back: what its users' models compute with."""
+    return decoded_weights(encoded_weights(weights, weight_storage))
+
+
+def save(path, networks, class_names, provenance, weight_storage="float16"):
+    """Writes a preset file: build arguments, class names, provenance and the weights, float16 or int8.
 
     Args:
         path: the `.npz` file to write (`keras_fer.files`: complete or not at all).
         networks: list of (build, weights) pairs, one per network: `build` the dict of
             `build_model` keyword arguments that rebuild it, `weights` its {variable path:
-            float16 array} as `float16_weights` gives. Two or more make an ensemble.
+            array} as `float16_weights` gives. Two or more make an ensemble.
         class_names: the class names in output order.
         provenance: JSON-ready dict: run, command, commit, accuracy, ...
+        weight_storage: see `encoded_weights`; recorded in the file's metadata.
     Returns:
         The written file's sha256.
     """
-    record = {"class_names": list(class_names), "provenance": provenance}
+    record = {"class_names": list(class_names), "provenance": provenance, "weight_storage": weight_storage}
     if len(networks) == 1:
         ((record["build"], weights),) = networks
-        arrays = {WEIGHTS_PREFIX + key: value for key, value in weights.items()}
     else:
         record[MEMBERS_KEY] = [build for build, _ in networks]
-        arrays = {f"{WEIGHTS_PREFIX}{member_name(index)}/{key}": value
-                  for index, (_, weights) in enumerate(networks, start=1) for key, value in weights.items()}
+        weights = {f"{member_name(index)}/{key}": value
+                   for index, (_, member_weights) in enumerate(networks, start=1) for key, value in member_weights.items()}
+    arrays = encoded_weights(weights, weight_storage)
     with files.replaced_on_success(path) as partial:
         np.savez_compressed(partial, **{METADATA_KEY: np.array(json.dumps(record))}, **arrays)
     return file_sha256(path)

@@ -64,17 +64,25 @@ def test_the_shipped_model_is_the_documented_network(shipped):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
 
-def test_a_preset_file_of_two_networks_loads_as_their_ensemble(tmp_path):
+NAMES = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
+
+
+def trained_looking_networks(builds):
+    """[(build, float16 weights)] of fresh networks whose normalization statistics moved off their defaults."""
     from keras_fer.models import build_model
 
-    builds = [dict(input_size=48, width=4, num_classes=7, stem="conv3x3_s2", use_masks=False),
-              dict(input_size=32, width=4, num_classes=7, stem="conv3x3", mask_depths=[2, 2, 1, 1])]
     networks = []
     for build in builds:
         network = build_model(**build, augmentation=None)
-        network(FACES, training=True)  # moves BN statistics off their defaults
+        network(FACES, training=True)
         networks.append((build, pretrained.float16_weights(network, build)))
-    names = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
+    return networks
+
+
+def test_a_preset_file_of_two_networks_loads_as_their_ensemble(tmp_path):
+    builds = [dict(input_size=48, width=4, num_classes=7, stem="conv3x3_s2", use_masks=False),
+              dict(input_size=32, width=4, num_classes=7, stem="conv3x3", mask_depths=[2, 2, 1, 1])]
+    networks, names = trained_looking_networks(builds), NAMES
     path = tmp_path / "ensemble.npz"
     sha256 = pretrained.save(path, networks, names, {"labels": "fer2013"})
     ensemble = pretrained.load_file(path, sha256)
@@ -93,6 +101,55 @@ def test_a_preset_file_of_two_networks_loads_as_their_ensemble(tmp_path):
     swapped = {**metadata, pretrained.MEMBERS_KEY: builds[::-1]}
     with pytest.raises(pretrained.PresetError, match=r"swapped \(member1\): the weights do not fit the network"):
         pretrained.model_from_networks(pretrained.networks_of(swapped, weights), names, source="swapped")
+
+
+def test_int8_storage_halves_the_file_and_keeps_every_kernel_within_half_a_step_of_its_value(tmp_path):
+    networks = trained_looking_networks([
+        dict(input_size=48, width=8, num_classes=7, stem="conv3x3_s2", use_masks=False),
+        dict(input_size=48, width=8, num_classes=7, stem="conv3x3_s2", mask_depths=[2, 2, 1, 1])])
+    names = NAMES
+    half, int8 = tmp_path / "float16.npz", tmp_path / "int8.npz"
+    pretrained.save(half, networks, names, {"labels": "fer2013"})
+    pretrained.save(int8, networks, names, {"labels": "fer2013"}, weight_storage="int8")
+    assert int8.stat().st_size < 0.65 * half.stat().st_size  # at width 8; 0.55 for both shipped presets
+    metadata, weights = pretrained.read_preset_file(int8)
+    assert metadata["weight_storage"] == "int8"
+    with np.load(int8) as archive:
+        scales = {key[len(pretrained.SCALES_PREFIX):]: archive[key] for key in archive.files
+                  if key.startswith(pretrained.SCALES_PREFIX)}
+        stored = {key: archive[key].dtype for key in archive.files if key.startswith(pretrained.WEIGHTS_PREFIX)}
+    # Every large kernel of both members is int8 with a scale per output channel; the rest is float16.
+    assert {path.split("/")[0] for path in scales} == {"member1", "member2"}
+    for key, dtype in stored.items():
+        path = key[len(pretrained.WEIGHTS_PREFIX):]
+        original = dict(networks[int(path[6]) - 1][1])[path.split("/", 1)[1]]
+        if path in scales:
+            assert dtype == np.int8 and original.size >= pretrained.INT8_MIN_SIZE
+            assert scales[path].shape == (original.shape[-1],)
+            assert np.all(np.abs(weights[path] - original.astype(np.float32)) <= scales[path] / 2 + 1e-3 * scales[path])
+        else:
+            assert dtype == np.float16 and (original.size < pretrained.INT8_MIN_SIZE or original.ndim < 2)
+            assert np.array_equal(weights[path], original)
+    # The file loads as the same ensemble, within what int8 kernels change.
+    answers = [pretrained.load_file(path).predict(FACES, verbose=0) for path in (half, int8)]
+    assert np.abs(answers[0] - answers[1]).max() < 0.02
+    with pytest.raises(ValueError, match=r"weight_storage must be one of float16, int8. Received: weight_storage='int4'"):
+        pretrained.save(tmp_path / "int4.npz", networks, names, {}, weight_storage="int4")
+
+
+@pytest.mark.skipif(not SHARED_CSV.exists(), reason="needs the real FER2013 file in ../shared")
+def test_the_shipped_model_with_int8_kernels_labels_real_faces_as_it_does(shipped):
+    from keras_fer.data import read_fer2013
+
+    faces, labels = read_fer2013(SHARED_CSV, usage="PublicTest")
+    faces, labels = faces[:1000], labels[:1000]
+    metadata, weights = pretrained.read_shipped_file("fer2013")
+    int8 = pretrained.build_with_weights(metadata["build"], pretrained.stored_weights(weights, "int8"),
+                                         metadata["class_names"])
+    as_shipped = shipped.predict(faces, verbose=0).argmax(axis=1)
+    with_int8 = int8.predict(faces, verbose=0).argmax(axis=1)
+    assert np.mean(as_shipped == with_int8) >= 0.99
+    assert abs(np.mean(as_shipped == labels) - np.mean(with_int8 == labels)) <= 0.005
 
 
 @pytest.mark.skipif(not SHARED_CSV.exists(), reason="needs the real FER2013 file in ../shared")

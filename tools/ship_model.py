@@ -3,9 +3,11 @@
     python tools/ship_model.py runs/fer2013_cpu                  # writes keras_fer/presets/fer2013.npz
     python tools/ship_model.py runs/fer2013_cpu --flip-average   # the same network averaging each face and its mirror
     python tools/ship_model.py ferplus:member1 runs/ferplus8_stride1 --preset ferplus --flip-average  # an ensemble
+    python tools/ship_model.py runs/fer2013_wide --flip-average --weight-storage int8     # half the file
 
 Reads each run's `best.keras`, `config.yaml`, `command.txt` and `metrics.json`, and writes the
-inference network's weights as float16, with the network's build arguments, the class names
+inference network's weights as float16 (or its kernels as int8 with a scale per output channel,
+`--weight-storage int8`), with the network's build arguments, the class names
 and where the weights come from (run, command, commit, best epoch, the run's validation
 figures), as `keras_fer.pretrained.save` describes. Two or more sources make an ensemble that
 averages its networks' probabilities (`keras_fer.models.build_ensemble`); a source may also be
@@ -33,7 +35,7 @@ from keras_fer.training import RunPaths, model_build_arguments
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="tools/ship_model.py",
-        description="Write runs' best models as a float16 preset file for keras_fer.pretrained.",
+        description="Write runs' best models as a preset file for keras_fer.pretrained (float16 weights, or int8 kernels).",
     )
     parser.add_argument("sources", nargs="+", metavar="RUN",
                         help="a finished run directory (best.keras, config.yaml, metrics.json), or a shipped "
@@ -43,6 +45,10 @@ def parse_args(argv=None):
     parser.add_argument("--flip-average", action="store_true",
                         help="ship each run's network averaging each face's probabilities with its mirror image's "
                              "(build_model's flip_average: twice the cost of a face, in every export format)")
+    parser.add_argument("--weight-storage", choices=pretrained.WEIGHT_STORAGES, default="float16",
+                        help="float16 (default): every weight; int8: kernels of 1,024 values or more as int8 with a "
+                             "float32 scale per output channel, the rest float16, about half the file; the shipped "
+                             "model is measured with the weights as stored")
     return parser.parse_args(argv)
 
 
@@ -103,12 +109,13 @@ def main(argv=None):
     if data is None:
         sys.exit("ship_model.py: error: name at least one run: its validation split measures the shipped model")
     networks = [(build, weights) for build, weights, _, _, _ in sources]
+    as_stored = [(build, pretrained.stored_weights(weights, args.weight_storage)) for build, weights in networks]
     if len(networks) == 1:
         provenance = dict(sources[0][4])
     else:
         provenance = {"labels": data["labels"], "members": [source[4] for source in sources]}
-    # The shipped model (float16 weights, float32 computation) measured as a user will load it.
-    shipped = pretrained.model_from_networks(networks, class_names)
+    # The shipped model (the weights as stored, float32 computation) measured as a user will load it.
+    shipped = pretrained.model_from_networks(as_stored, class_names)
     report = evaluation.evaluate_split(shipped, data["path"], data["split"], labels=data["labels"],
                                        ferplus_path=data["ferplus_path"], class_names=class_names)
     provenance["shipped_validation"] = {key: report[key] for key in (
@@ -118,7 +125,7 @@ def main(argv=None):
           + ", ".join(f"{source[4]['run_validation']['accuracy']:.4f}" for source in sources) + ")")
     output = Path(args.output) if args.output else pretrained.preset_path(args.preset)
     output.parent.mkdir(parents=True, exist_ok=True)
-    sha256 = pretrained.save(output, networks, class_names, provenance)
+    sha256 = pretrained.save(output, networks, class_names, provenance, args.weight_storage)
     print(f"Wrote {output}: {output.stat().st_size / 2**20:.1f} MiB, sha256 {sha256}")
 
 
