@@ -15,7 +15,6 @@ file (every core), the BlazeFace detector every `DEFAULT_DETECT_EVERY`-th frame 
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
