@@ -1,0 +1,80 @@
+"""tools/compare_models.py: the paired statistics, ensembles averaged as the shipped ensemble averages, refusals."""
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks.common import DATA_FILE
+from keras_fer.data import synthetic
+from tools.compare_models import compare, ensemble_members, main, paired_comparison
+
+FERPLUS_FILE = DATA_FILE.parent / "fer2013new.csv"
+
+
+def test_the_paired_comparison_counts_faces_won_and_lost_and_the_error_of_the_mean_difference():
+    correct = np.array([True, True, False, True, False, True])
+    baseline = np.array([True, False, False, False, True, True])
+    result = paired_comparison(correct, baseline)
+    # Differences per face: 0, +1, 0, +1, -1, 0. Mean 1/6; sample s.d. sqrt((3 * (1/6)^2 + 2 * (5/6)^2
+    # + (7/6)^2) / 5) = sqrt(17/30), over sqrt(6).
+    assert result["gain_points"] == pytest.approx(100 / 6)
+    assert result["standard_error_points"] == pytest.approx(100 * np.sqrt(17 / 30) / np.sqrt(6))
+    assert (result["right_where_baseline_wrong"], result["wrong_where_baseline_right"]) == (2, 1)
+    with pytest.raises(ValueError, match=r"shapes \(6,\) and \(5,\)"):
+        paired_comparison(correct, baseline[:5])
+
+
+def test_an_ensemble_argument_names_its_networks_and_an_empty_name_is_refused():
+    assert ensemble_members("fer2013") == ["fer2013"]
+    assert ensemble_members("ferplus:member1+runs/x/best.keras") == ["ferplus:member1", "runs/x/best.keras"]
+    with pytest.raises(ValueError, match=r"'fer2013\+\+ferplus': an empty network name"):
+        ensemble_members("fer2013++ferplus")
+
+
+def test_a_network_averaged_with_itself_is_run_once_and_changes_no_face(capsys):
+    images, labels = synthetic.synthetic_faces(70, seed=3)
+    rows = compare(["fer2013", "fer2013+fer2013"], images, labels, class_count=7, batch_size=32)
+    assert capsys.readouterr().err.count("fer2013: predicting 70 faces") == 1
+    assert rows[0]["accuracy"] == rows[1]["accuracy"]
+    assert rows[1]["networks"] == 2 and rows[1]["gain_points"] == 0
+    assert rows[1]["right_where_baseline_wrong"] == rows[1]["wrong_where_baseline_right"] == 0
+
+
+def test_a_network_with_other_classes_than_the_labels_is_refused_by_name():
+    images, labels = synthetic.synthetic_faces(8, seed=3)
+    with pytest.raises(ValueError, match="ferplus:member1: 8 outputs, but the labels have 7 classes"):
+        compare(["fer2013", "ferplus:member1"], images, labels, class_count=7)
+
+
+def test_the_command_line_prints_the_table_and_writes_the_rows_as_json(tmp_path, capsys):
+    csv = tmp_path / "fer2013.csv"
+    synthetic.write_synthetic_fer2013(csv, {"Training": 1, "PublicTest": 5, "PrivateTest": 1}, seed=2)
+    output = tmp_path / "rows.json"
+    rows = main(["fer2013", "fer2013+fer2013", "--data", str(csv), "--output", str(output)])
+    written = json.loads(output.read_text())
+    assert written["faces"] == 35 and written["rows"] == rows
+    assert f"| fer2013 | 1 | {100 * rows[0]['accuracy']:.2f}% | baseline |" in capsys.readouterr().out
+
+
+def test_a_missing_data_file_is_an_error_naming_it(tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fer2013", "--data", str(tmp_path / "absent.csv")])
+    assert f"--data {tmp_path / 'absent.csv'}: no such file" in str(exit_info.value.code)
+
+
+@pytest.mark.skipif(not FERPLUS_FILE.exists(), reason="needs the real FER2013 and FERPlus files in ../shared")
+def test_the_ferplus_members_averaged_here_score_as_the_shipped_ensemble_on_real_faces(tmp_path, capsys):
+    from keras_fer import data as fer_data
+
+    images, labels = fer_data.read_fer2013(str(DATA_FILE), usage="PublicTest", labels="ferplus8",
+                                           ferplus_path=str(FERPLUS_FILE))
+    images, labels = images[:300], labels[:300]
+    rows = compare(["ferplus", "ferplus:member1+ferplus:member2", "ferplus:member1"], images, labels,
+                   class_count=8, batch_size=100)
+    # The preset averages its two networks' probabilities with equal weights inside its graph: the same
+    # answers, but for a float tie or two.
+    assert abs(rows[1]["accuracy"] - rows[0]["accuracy"]) <= 2 / 300
+    assert rows[1]["right_where_baseline_wrong"] + rows[1]["wrong_where_baseline_right"] <= 2
+    # One network alone is a different model: it disagrees with the pair on some faces.
+    assert rows[2]["right_where_baseline_wrong"] + rows[2]["wrong_where_baseline_right"] > 0

@@ -1,0 +1,175 @@
+"""Accuracy of models and of probability-averaged ensembles on one split, each paired against a baseline.
+
+Each MODEL argument is a network (a `.keras` file, a preset name, `PRESET:memberN`) or several
+joined by `+`, an ensemble whose networks' class probabilities are averaged with equal weights (a
+preset that is itself an ensemble counts as one network: `ferplus+X` weighs X as much as the whole
+pair, `ferplus:member1+ferplus:member2+X` weighs the three alike). Every network is run once on the
+split, however many arguments name it. The first argument is the baseline. Each other one is
+compared with it face by face: its gain in points, the standard error of the mean paired
+difference, and the faces it gets right that the baseline gets wrong and the reverse.
+
+The decisions of docs/training.md that compare ensembles (the `ferplus` preset's rule) are
+measured with it:
+
+    python tools/compare_models.py --data ../shared/data/fer2013/fer2013_train_public.csv.gz \
+        --split PublicTest --labels ferplus8 --ferplus ../shared/data/fer2013/fer2013new.csv --tta flip \
+        ferplus runs/ferplus8_wide_finetune/best.keras \
+        ferplus:member1+ferplus:member2+runs/ferplus8_wide_finetune/best.keras
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+ENSEMBLE_SEPARATOR = "+"
+
+
+def ensemble_members(argument):
+    """The networks an ensemble argument names, in order: `"a+b"` gives `["a", "b"]`.
+
+    >>> ensemble_members("ferplus:member1+runs/wide/best.keras")
+    ['ferplus:member1', 'runs/wide/best.keras']
+    """
+    members = argument.split(ENSEMBLE_SEPARATOR)
+    if not all(members):
+        raise ValueError(f"{argument!r}: an empty network name; join networks as A+B")
+    return members
+
+
+def paired_comparison(correct, baseline_correct):
+    """How one model's per-face correctness compares with the baseline's on the same faces.
+
+    Args:
+        correct, baseline_correct: boolean arrays, one entry per face.
+    Returns:
+        dict: `gain_points` (accuracy difference, in points), `standard_error_points` (of the mean
+        paired difference), `right_where_baseline_wrong` and `wrong_where_baseline_right`.
+
+    >>> paired_comparison(np.array([1, 1, 0, 1], bool), np.array([1, 0, 0, 0], bool))["gain_points"]
+    50.0
+    """
+    correct, baseline_correct = np.asarray(correct, bool), np.asarray(baseline_correct, bool)
+    if correct.shape != baseline_correct.shape or correct.ndim != 1 or len(correct) < 2:
+        raise ValueError(f"need two equal 1-D arrays of at least 2 faces; received shapes {correct.shape} "
+                         f"and {baseline_correct.shape}")
+    difference = correct.astype(np.float64) - baseline_correct
+    return {
+        "gain_points": 100 * float(difference.mean()),
+        "standard_error_points": 100 * float(difference.std(ddof=1) / np.sqrt(len(difference))),
+        "right_where_baseline_wrong": int(np.sum(correct & ~baseline_correct)),
+        "wrong_where_baseline_right": int(np.sum(~correct & baseline_correct)),
+    }
+
+
+def network_probabilities(names, images, class_count, tta, batch_size):
+    """Class probabilities of each distinct network on `images`: `{name: (N, classes) array}`."""
+    from keras_fer.evaluation import load_model_file, predict_probabilities
+
+    probabilities = {}
+    for name in dict.fromkeys(names):
+        model = load_model_file(name)
+        outputs = model.output_shape[-1]
+        if outputs != class_count:
+            raise ValueError(f"{name}: {outputs} outputs, but the labels have {class_count} classes")
+        print(f"{name}: predicting {len(images)} faces", file=sys.stderr)
+        probabilities[name] = predict_probabilities(model, images, tta=tta, batch_size=batch_size)
+    return probabilities
+
+
+def compare(arguments, images, labels, class_count, tta=None, batch_size=256):
+    """One row per argument: accuracy and, after the first, the paired comparison with the first.
+
+    Args:
+        arguments: model arguments as on the command line (`A`, `A+B`, ...); the first is the baseline.
+        images, labels: the faces and their class indices.
+        class_count: the classes every network must output.
+        tta, batch_size: as `keras_fer.evaluation.predict_probabilities`.
+    Returns:
+        list of dicts: `model`, `networks`, `accuracy`, and the `paired_comparison` entries but for
+        the baseline.
+    """
+    ensembles = [ensemble_members(argument) for argument in arguments]
+    probabilities = network_probabilities([name for members in ensembles for name in members], images,
+                                          class_count, tta, batch_size)
+    labels = np.asarray(labels)
+    rows, baseline_correct = [], None
+    for argument, members in zip(arguments, ensembles):
+        average = np.mean([probabilities[name] for name in members], axis=0)
+        correct = average.argmax(axis=-1) == labels
+        row = {"model": argument, "networks": len(members), "accuracy": float(correct.mean())}
+        if baseline_correct is None:
+            baseline_correct = correct
+        else:
+            row.update(paired_comparison(correct, baseline_correct))
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows):
+    """The rows as a Markdown table, the baseline first."""
+    lines = ["| model | networks | accuracy | against the baseline, points (s.e.) |",
+             "| --- | ---: | ---: | --- |"]
+    for row in rows:
+        against = "baseline" if "gain_points" not in row else (
+            f"{row['gain_points']:+.2f} ({row['standard_error_points']:.2f}): right on "
+            f"{row['right_where_baseline_wrong']} faces it gets wrong, wrong on {row['wrong_where_baseline_right']}")
+        lines.append(f"| {row['model']} | {row['networks']} | {100 * row['accuracy']:.2f}% | {against} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    from keras_fer.evaluation import TTA_MODES
+
+    parser = argparse.ArgumentParser(
+        prog="tools/compare_models.py",
+        description="Accuracy of models and of ensembles (networks joined by +, probabilities averaged with "
+        "equal weights) on one split of a FER2013 CSV, each paired face by face against the first model.")
+    parser.add_argument("models", nargs="+", metavar="MODEL",
+                        help="a .keras file, a preset name or PRESET:memberN, or several joined by + (an "
+                        "ensemble); the first is the baseline")
+    parser.add_argument("--data", required=True, help="fer2013.csv or .csv.gz")
+    parser.add_argument("--split", default="PublicTest", choices=("Training", "PublicTest", "PrivateTest"),
+                        help="the split to measure (default: PublicTest)")
+    parser.add_argument("--labels", default="fer2013", choices=("fer2013", "ferplus", "ferplus8"),
+                        help="label mode (default: fer2013)")
+    parser.add_argument("--ferplus", help="FERPlus vote file fer2013new.csv, for the ferplus label modes")
+    parser.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation of every network (flip: "
+                        "each face with its mirror image)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--output", help="also write the rows as JSON to this file")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from keras_fer import data as fer_data
+
+    try:
+        for argument in args.models:
+            ensemble_members(argument)
+        if not os.path.isfile(args.data):
+            raise ValueError(f"--data {args.data}: no such file")
+        images, labels = fer_data.read_fer2013(args.data, usage=args.split, labels=args.labels,
+                                               ferplus_path=args.ferplus)
+        if len(images) < 2:
+            raise ValueError(f"--data {args.data}: {len(images)} faces in {args.split}; need at least 2")
+        rows = compare(args.models, images, labels, len(fer_data.class_names(args.labels)), tta=args.tta,
+                       batch_size=args.batch_size)
+    except ValueError as error:
+        sys.exit(f"compare_models.py: error: {error}")
+    print(f"{args.split} of {args.data}, {len(images)} faces, labels {args.labels}, TTA {args.tta or 'none'}")
+    print(markdown_table(rows))
+    if args.output:
+        Path(args.output).write_text(json.dumps({"split": args.split, "data": args.data, "labels": args.labels,
+                                                 "tta": args.tta, "faces": len(images), "rows": rows}, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
