@@ -63,6 +63,14 @@ def test_rows_carry_the_figures_of_each_run(ablation):
     assert no_eca[5].startswith("74.14%")
 
 
+def test_a_resumed_runs_wall_time_is_named_as_its_last_invocations(tmp_path):
+    directory = write_run(tmp_path, "fer2013_cpu", 0.6543, wall_time=1800.0)
+    metrics = json.loads((directory / "metrics.json").read_text())
+    (directory / "metrics.json").write_text(json.dumps({**metrics, "epochs_this_invocation": 4}))
+    row = table_rows(results_table.markdown_table(results_table.load_runs(tmp_path)))["[fer2013_cpu](results/fer2013_cpu/)"]
+    assert row[6] == "30 min (the last 4 of 11 epochs: resumed)"
+
+
 def test_ablation_sentence_is_computed_from_the_runs(ablation):
     block = results_table.markdown_table(results_table.load_runs(ablation))
     assert "Ablation of fer2013_cpu against fer2013_cpu_no_masks and fer2013_cpu_no_eca (same" in block
