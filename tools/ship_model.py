@@ -4,6 +4,8 @@
     python tools/ship_model.py runs/fer2013_cpu --flip-average   # the same network averaging each face and its mirror
     python tools/ship_model.py ferplus:member1 runs/ferplus8_stride1 --preset ferplus --flip-average  # an ensemble
     python tools/ship_model.py runs/fer2013_wide --flip-average --weight-storage int8     # half the file
+    python tools/ship_model.py ferplus:member1 ferplus:member2 runs/ferplus8_wide_finetune --preset ferplus \
+        --flip-average --output /tmp/ferplus3.npz --keras-output /tmp/ferplus3.keras  # a candidate, to measure
 
 Reads each run's `best.keras`, `config.yaml`, `command.txt` and `metrics.json`, and writes the
 inference network's weights as float16 (or its kernels as int8 with a scale per output channel,
@@ -15,7 +17,9 @@ a network already shipped (`fer2013`, `ferplus:member1`), taken with its weights
 they are. The shipped model is measured on the first source's validation split before the file
 is written. Prints the file's size and sha256: put the sha256 into
 `keras_fer.pretrained.PRESETS`, then measure the shipped file with `python evaluate.py --model
-NAME ...` (docs/model_card.md).
+NAME ...` (docs/model_card.md). `--keras-output` also saves the model as shipped (the weights as
+stored) as a `.keras` file: a candidate that `benchmarks.model_cost`, `evaluate.py` and
+`tools/compare_models.py` measure before it replaces a preset.
 """
 
 import argparse
@@ -49,7 +53,13 @@ def parse_args(argv=None):
                         help="float16 (default): every weight; int8: kernels of 1,024 values or more as int8 with a "
                              "float32 scale per output channel, the rest float16, about half the file; the shipped "
                              "model is measured with the weights as stored")
-    return parser.parse_args(argv)
+    parser.add_argument("--keras-output", metavar="PATH.keras",
+                        help="also save the model as shipped (the weights as stored) as this .keras file, to measure "
+                             "it with benchmarks.model_cost or evaluate.py before it replaces a preset")
+    args = parser.parse_args(argv)
+    if args.keras_output and not args.keras_output.endswith(".keras"):
+        parser.error(f"--keras-output must name a .keras file. Received: --keras-output {args.keras_output}")
+    return args
 
 
 def run_network(run, flip_average):
@@ -127,6 +137,10 @@ def main(argv=None):
     output.parent.mkdir(parents=True, exist_ok=True)
     sha256 = pretrained.save(output, networks, class_names, provenance, args.weight_storage)
     print(f"Wrote {output}: {output.stat().st_size / 2**20:.1f} MiB, sha256 {sha256}")
+    if args.keras_output:
+        Path(args.keras_output).parent.mkdir(parents=True, exist_ok=True)
+        shipped.save(args.keras_output)
+        print(f"Wrote {args.keras_output}: the same model as a .keras file")
 
 
 if __name__ == "__main__":
