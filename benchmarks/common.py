@@ -104,11 +104,6 @@ def timed(function) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
-def repeat_timed(function, repeats: int) -> list[float]:
-    """Seconds of each of `repeats` calls of `function`."""
-    return [timed(function)[0] for _ in range(repeats)]
-
-
 def summarize_seconds(seconds: list[float]) -> dict:
     """Median, 90th percentile, min and max of a list of durations, in milliseconds."""
     ordered = sorted(seconds)
