@@ -10,10 +10,14 @@ labelled with the run name and its configuration's input size, stem, width and m
 
 import argparse
 import csv
+import os
 import sys
 from pathlib import Path
 
-from keras_fer import config as config_lib
+# Before TensorFlow is imported (by Keras): its C++ start-up chatter hides what the tool prints.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from keras_fer import config as config_lib  # noqa: E402
 
 
 def read_curve(directory):

@@ -12,13 +12,17 @@ recall, confusion matrix). The block sits between two marker comments:
 
 import argparse
 import inspect
+import os
 import sys
 from pathlib import Path
 
-from results_table import ResultsError, replace_between_markers, table
+# Before TensorFlow is imported (by Keras): its C++ start-up chatter hides what the tool prints.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from keras_fer import pretrained
-from keras_fer.models import build_model
+from results_table import ResultsError, replace_between_markers, table  # noqa: E402
+
+from keras_fer import pretrained  # noqa: E402
+from keras_fer.models import build_model  # noqa: E402
 
 START_MARKER = "<!-- model-card:start -->"
 END_MARKER = "<!-- model-card:end -->"

@@ -19,10 +19,14 @@ comments, so that `--readme` can replace the previous table in place:
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
-from keras_fer import config as config_lib
+# Before TensorFlow is imported (by Keras): its C++ start-up chatter hides what the tool prints.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from keras_fer import config as config_lib  # noqa: E402
 
 START_MARKER = "<!-- results:start -->"
 END_MARKER = "<!-- results:end -->"

@@ -24,16 +24,20 @@ stored) as a `.keras` file: a candidate that `benchmarks.model_cost`, `evaluate.
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-import keras
+# Before TensorFlow is imported (by Keras): its C++ start-up chatter hides what the tool prints.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from keras_fer import config as config_lib
-from keras_fer import data as fer_data
-from keras_fer import evaluation
-from keras_fer import pretrained
-from keras_fer.training import RunPaths, model_build_arguments
+import keras  # noqa: E402
+
+from keras_fer import config as config_lib  # noqa: E402
+from keras_fer import data as fer_data  # noqa: E402
+from keras_fer import evaluation  # noqa: E402
+from keras_fer import pretrained  # noqa: E402
+from keras_fer.training import RunPaths, model_build_arguments  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -14,10 +14,13 @@ import os
 import sys
 from pathlib import Path
 
-import cv2
-import numpy as np
+# Before TensorFlow is imported (by Keras): its C++ start-up chatter hides what the tool prints.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from keras_fer import data as fer_data
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_fer import data as fer_data  # noqa: E402
 
 
 def parse_split(text):
