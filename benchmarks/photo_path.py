@@ -65,6 +65,8 @@ def run_variant(recognizer, frames):
 def summarize(rows, frames, whole_predicted, ferplus):
     """The report entry of one variant, from its rows, the whole crops' predicted classes and the faces'
     FERPlus majority labels (-1 where there is none among the FER2013 classes)."""
+    from keras_fer.evaluation import paired_comparison
+
     labels = np.array([frame.label for frame in frames])
     whole_correct = whole_predicted == labels
     # The class each rule's match was labelled, -1 where that rule found no face.
@@ -72,6 +74,8 @@ def summarize(rows, frames, whole_predicted, ferplus):
                                    for rule in ("center", "iou"))
     found, found_by_iou = predicted >= 0, predicted_by_iou >= 0
     correct, correct_by_iou = predicted == labels, predicted_by_iou == labels
+    # The points the photo path loses against the whole crops, face by face.
+    gap = paired_comparison(whole_correct, correct)
     judged = ferplus >= 0
     sides = np.array([frame.box[2] for frame in frames])
     flat = np.array([frame.background == "flat" for frame in frames])
@@ -82,9 +86,8 @@ def summarize(rows, frames, whole_predicted, ferplus):
         "found_by_background": {"flat": round(float(found[flat].mean()), 4),
                                 "photograph": round(float(found[~flat].mean()), 4)},
         "photo_path_accuracy": round(float(correct.mean()), 4),
-        "gap_points": round(float(100 * (whole_correct.mean() - correct.mean())), 2),
-        "gap_standard_error_points": round(float(100 * np.std(whole_correct.astype(int) - correct, ddof=1)
-                                                 / np.sqrt(len(frames))), 2),
+        "gap_points": round(gap["gain_points"], 2),
+        "gap_standard_error_points": round(gap["standard_error_points"], 2),
         "ferplus_majority": {"faces": int(judged.sum()),
                              "photo_path_accuracy": round(float((predicted[judged] == ferplus[judged]).mean()), 4),
                              "whole_crop_accuracy": round(float((whole_predicted[judged] == ferplus[judged]).mean()), 4)},

@@ -1,4 +1,4 @@
-"""Evaluating a trained model: classification metrics, test-time augmentation, confusion matrix.
+"""Evaluating a trained model: classification metrics, paired comparisons, test-time augmentation, confusion matrix.
 
 `evaluate.py` runs `main`; training calls `evaluate_split` for its final figures. Faces are
 read with the NumPy readers on every backend (test splits are small): `read_fer2013` for a CSV,
@@ -63,6 +63,31 @@ def classification_metrics(labels, predictions, class_names):
             "counts": counts.tolist(),
             "normalized": _safe_divide(counts, support[:, None]).tolist(),
         },
+    }
+
+
+def paired_comparison(correct, baseline_correct):
+    """How one model's per-face correctness compares with the baseline's on the same faces.
+
+    Args:
+        correct, baseline_correct: boolean arrays, one entry per face.
+    Returns:
+        dict: `gain_points` (accuracy difference, in points), `standard_error_points` (of the mean
+        paired difference), `right_where_baseline_wrong` and `wrong_where_baseline_right`.
+
+    >>> paired_comparison(np.array([1, 1, 0, 1], bool), np.array([1, 0, 0, 0], bool))["gain_points"]
+    50.0
+    """
+    correct, baseline_correct = np.asarray(correct, bool), np.asarray(baseline_correct, bool)
+    if correct.shape != baseline_correct.shape or correct.ndim != 1 or len(correct) < 2:
+        raise ValueError(f"need two equal 1-D arrays of at least 2 faces; received shapes {correct.shape} "
+                         f"and {baseline_correct.shape}")
+    difference = correct.astype(np.float64) - baseline_correct
+    return {
+        "gain_points": 100 * float(difference.mean()),
+        "standard_error_points": 100 * float(difference.std(ddof=1) / np.sqrt(len(difference))),
+        "right_where_baseline_wrong": int(np.sum(correct & ~baseline_correct)),
+        "wrong_where_baseline_right": int(np.sum(~correct & baseline_correct)),
     }
 
 

@@ -1,28 +1,14 @@
-"""tools/compare_models.py: the paired statistics, ensembles averaged as the shipped ensemble averages, refusals."""
+"""tools/compare_models.py: ensembles averaged as the shipped ensemble averages, the paired rows, refusals."""
 
 import json
 
-import numpy as np
 import pytest
 
 from benchmarks.common import DATA_FILE
 from keras_fer.data import synthetic
-from tools.compare_models import compare, ensemble_members, main, paired_comparison
+from tools.compare_models import compare, ensemble_members, main
 
 FERPLUS_FILE = DATA_FILE.parent / "fer2013new.csv"
-
-
-def test_the_paired_comparison_counts_faces_won_and_lost_and_the_error_of_the_mean_difference():
-    correct = np.array([True, True, False, True, False, True])
-    baseline = np.array([True, False, False, False, True, True])
-    result = paired_comparison(correct, baseline)
-    # Differences per face: 0, +1, 0, +1, -1, 0. Mean 1/6; sample s.d. sqrt((3 * (1/6)^2 + 2 * (5/6)^2
-    # + (7/6)^2) / 5) = sqrt(17/30), over sqrt(6).
-    assert result["gain_points"] == pytest.approx(100 / 6)
-    assert result["standard_error_points"] == pytest.approx(100 * np.sqrt(17 / 30) / np.sqrt(6))
-    assert (result["right_where_baseline_wrong"], result["wrong_where_baseline_right"]) == (2, 1)
-    with pytest.raises(ValueError, match=r"shapes \(6,\) and \(5,\)"):
-        paired_comparison(correct, baseline[:5])
 
 
 def test_an_ensemble_argument_names_its_networks_and_an_empty_name_is_refused():

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from keras_fer.data import CLASS_NAMES, read_fer2013, write_synthetic_fer2013
-from keras_fer.evaluation import classification_metrics, main, predict_probabilities, tta_views
+from keras_fer.evaluation import classification_metrics, main, paired_comparison, predict_probabilities, tta_views
 from keras_fer.models import build_model
 
 
@@ -120,3 +120,16 @@ def test_evaluate_cli_rejects_bad_input_before_work(saved_model_and_data, tmp_pa
     assert (occupied / "metrics.json").read_text() == "earlier results"
     main(["--model", str(folder / "model.keras"), *base, "--output-dir", str(occupied), "--overwrite", "--tta"])
     assert json.loads((occupied / "metrics.json").read_text())["tta"] == "ten-crop"
+
+
+def test_the_paired_comparison_counts_faces_won_and_lost_and_the_error_of_the_mean_difference():
+    correct = np.array([True, True, False, True, False, True])
+    baseline = np.array([True, False, False, False, True, True])
+    result = paired_comparison(correct, baseline)
+    # Differences per face: 0, +1, 0, +1, -1, 0. Mean 1/6; sample s.d. sqrt((3 * (1/6)^2 + 2 * (5/6)^2
+    # + (7/6)^2) / 5) = sqrt(17/30), over sqrt(6).
+    assert result["gain_points"] == pytest.approx(100 / 6)
+    assert result["standard_error_points"] == pytest.approx(100 * np.sqrt(17 / 30) / np.sqrt(6))
+    assert (result["right_where_baseline_wrong"], result["wrong_where_baseline_right"]) == (2, 1)
+    with pytest.raises(ValueError, match=r"shapes \(6,\) and \(5,\)"):
+        paired_comparison(correct, baseline[:5])

@@ -42,31 +42,6 @@ def ensemble_members(argument):
     return members
 
 
-def paired_comparison(correct, baseline_correct):
-    """How one model's per-face correctness compares with the baseline's on the same faces.
-
-    Args:
-        correct, baseline_correct: boolean arrays, one entry per face.
-    Returns:
-        dict: `gain_points` (accuracy difference, in points), `standard_error_points` (of the mean
-        paired difference), `right_where_baseline_wrong` and `wrong_where_baseline_right`.
-
-    >>> paired_comparison(np.array([1, 1, 0, 1], bool), np.array([1, 0, 0, 0], bool))["gain_points"]
-    50.0
-    """
-    correct, baseline_correct = np.asarray(correct, bool), np.asarray(baseline_correct, bool)
-    if correct.shape != baseline_correct.shape or correct.ndim != 1 or len(correct) < 2:
-        raise ValueError(f"need two equal 1-D arrays of at least 2 faces; received shapes {correct.shape} "
-                         f"and {baseline_correct.shape}")
-    difference = correct.astype(np.float64) - baseline_correct
-    return {
-        "gain_points": 100 * float(difference.mean()),
-        "standard_error_points": 100 * float(difference.std(ddof=1) / np.sqrt(len(difference))),
-        "right_where_baseline_wrong": int(np.sum(correct & ~baseline_correct)),
-        "wrong_where_baseline_right": int(np.sum(~correct & baseline_correct)),
-    }
-
-
 def network_probabilities(names, images, class_count, tta, batch_size):
     """Class probabilities of each distinct network on `images`: `{name: (N, classes) array}`."""
     from keras_fer.evaluation import load_model_file, predict_probabilities
@@ -91,9 +66,11 @@ def compare(arguments, images, labels, class_count, tta=None, batch_size=256):
         class_count: the classes every network must output.
         tta, batch_size: as `keras_fer.evaluation.predict_probabilities`.
     Returns:
-        list of dicts: `model`, `networks`, `accuracy`, and the `paired_comparison` entries but for
-        the baseline.
+        list of dicts: `model`, `networks`, `accuracy`, and, but for the baseline, the entries of
+        `keras_fer.evaluation.paired_comparison`.
     """
+    from keras_fer.evaluation import paired_comparison
+
     ensembles = [ensemble_members(argument) for argument in arguments]
     probabilities = network_probabilities([name for members in ensembles for name in members], images,
                                           class_count, tta, batch_size)
