@@ -375,6 +375,17 @@ def write_report(report, output_dir):
     )
 
 
+def add_folder_arguments(parser, whose_run):
+    """Adds `--class-map` and `--detect-faces`, how an image folder is read; `whose_run` ("the run's")
+    names the run whose `data.class_map` and `data.detect_faces` are their defaults."""
+    parser.add_argument("--class-map", nargs="+", metavar="FOLDER=CLASS",
+                        help="image folders: class of a folder not named by a class or synonym, e.g. 1=Surprise "
+                        f"(FOLDER= leaves it out); default: {whose_run} data.class_map")
+    parser.add_argument("--detect-faces", action="store_true", default=None,
+                        help=f"image folders: find and crop the face in each image (default: {whose_run} "
+                        "data.detect_faces, else off: the images are face crops)")
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="evaluate.py",
@@ -399,12 +410,7 @@ def parse_args(argv):
                         help="label mode (default: the run's config.yaml beside the model, else fer2013); "
                         "folders: the classes of the run's training folder")
     parser.add_argument("--ferplus", help="FERPlus vote file fer2013new.csv, for the ferplus label modes")
-    parser.add_argument("--class-map", nargs="+", metavar="FOLDER=CLASS",
-                        help="image folders: class of a folder not named by a class or synonym, e.g. 1=Surprise "
-                        "(FOLDER= leaves it out); default: the run's data.class_map")
-    parser.add_argument("--detect-faces", action="store_true", default=None,
-                        help="image folders: find and crop the face in each image (default: the run's "
-                        "data.detect_faces, else off: the images are face crops)")
+    add_folder_arguments(parser, "the run's")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--overwrite", action="store_true", help="replace what the output directory holds")
     return parser.parse_args(argv)

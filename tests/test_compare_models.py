@@ -1,11 +1,13 @@
-"""tools/compare_models.py: ensembles averaged as the shipped ensemble averages, the paired rows, refusals."""
+"""tools/compare_models.py: ensembles averaged as the shipped ensemble averages, the paired rows, image folders,
+refusals."""
 
 import json
 
 import pytest
+from PIL import Image
 
 from benchmarks.common import DATA_FILE
-from keras_fer.data import synthetic
+from keras_fer.data import CLASS_NAMES, synthetic
 from tools.compare_models import compare, ensemble_members, main
 
 FERPLUS_FILE = DATA_FILE.parent / "fer2013new.csv"
@@ -41,6 +43,38 @@ def test_the_command_line_prints_the_table_and_writes_the_rows_as_json(tmp_path,
     written = json.loads(output.read_text())
     assert written["faces"] == 35 and written["rows"] == rows
     assert f"| fer2013 | 1 | {100 * rows[0]['accuracy']:.2f}% | baseline |" in capsys.readouterr().out
+
+
+def write_class_folders(root, images, labels):
+    """The faces as PNG class folders, named in two spellings, and one file that is not an image."""
+    for i, (face, label) in enumerate(zip(images[..., 0], labels)):
+        name = CLASS_NAMES[label]
+        directory = root / (name.lower() if i % 2 else name.upper())
+        directory.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(face).save(directory / f"{i}.png")
+    (root / "happy" / "broken.png").write_bytes(b"not an image")
+    return root
+
+
+def test_an_image_folder_scores_as_the_faces_it_holds_and_its_unreadable_file_is_counted(tmp_path, capsys):
+    images, labels = synthetic.synthetic_faces(42, seed=5)
+    folder = write_class_folders(tmp_path / "faces", images, labels)
+    expected = compare(["fer2013"], images, labels, class_count=7)[0]["accuracy"]
+    rows = main(["fer2013", "fer2013+fer2013", "--data", str(folder), "--output", str(tmp_path / "rows.json")])
+    assert rows[0]["accuracy"] == pytest.approx(expected) and rows[1]["gain_points"] == 0
+    written = json.loads((tmp_path / "rows.json").read_text())
+    assert (written["split"], written["faces"]) == ("all", 42)
+    assert "files left out: 1 unreadable, 0 skipped while reading" in capsys.readouterr().out
+
+
+def test_an_image_folder_with_a_class_the_model_lacks_is_refused_by_name(tmp_path):
+    images, labels = synthetic.synthetic_faces(14, seed=5)
+    folder = write_class_folders(tmp_path / "faces", images, labels)
+    (folder / "pain").mkdir()
+    Image.fromarray(images[0, ..., 0]).save(folder / "pain" / "0.png")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fer2013", "--data", str(folder)])
+    assert f"--data {folder}" in str(exit_info.value.code) and "pain" in str(exit_info.value.code)
 
 
 def test_a_missing_data_file_is_an_error_naming_it(tmp_path):

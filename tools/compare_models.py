@@ -15,6 +15,12 @@ measured with it:
         --split PublicTest --labels ferplus8 --ferplus ../shared/data/fer2013/fer2013new.csv --tta flip \
         ferplus runs/ferplus8_wide_finetune/best.keras \
         ferplus:member1+ferplus:member2+runs/ferplus8_wide_finetune/best.keras
+
+The data may also be an image folder, read as `evaluate.py` reads it for the baseline's run: two
+fine-tunes on a folder of your own faces, for example, on the validation split training drew:
+
+    python tools/compare_models.py --data faces/ --split PublicTest --labels folders \
+        runs/finetune/best.keras runs/scratch/best.keras runs/finetune/best.keras+runs/scratch/best.keras
 """
 
 import argparse
@@ -100,22 +106,64 @@ def markdown_table(rows):
     return "\n".join(lines)
 
 
+def read_faces(args):
+    """The faces to measure: `(images, labels, class_count, split, description)`.
+
+    `split` is the split measured ("all" for a whole folder); `description` says what was read.
+
+    A CSV gives one split (PublicTest by default) in a label mode. An image folder is read as
+    `evaluate.py` reads it for the baseline's first network: its run's class map, face detection
+    and seeded validation split, unless `--class-map` or `--detect-faces` say otherwise.
+    """
+    from keras_fer import data as fer_data
+
+    if fer_data.is_image_folder(args.data):
+        from keras_fer.evaluation import run_folder_settings, scan_evaluation_folder
+
+        settings = run_folder_settings(ensemble_members(args.models[0])[0])
+        folder = scan_evaluation_folder(args.data, args.split, args.labels, settings,
+                                        fer_data.parse_class_map(args.class_map))
+        detect_faces = settings["detect_faces"] if args.detect_faces is None else args.detect_faces
+        images, labels = fer_data.read_image_folder(folder, args.split, detect_faces=detect_faces)
+        split = args.split or "all"
+        description = (f"{split} of the image folder {args.data}, classes {', '.join(folder.class_names)} "
+                       f"(files left out: {len(folder.unreadable)} unreadable, {len(folder.skipped)} skipped while "
+                       "reading)")
+        class_count = len(folder.class_names)
+    else:
+        if not os.path.isfile(args.data):
+            raise ValueError(f"--data {args.data}: no such file")
+        split = args.split or "PublicTest"
+        images, labels = fer_data.read_fer2013(args.data, usage=split, labels=args.labels, ferplus_path=args.ferplus)
+        description = f"{split} of {args.data}, labels {args.labels}"
+        class_count = len(fer_data.class_names(args.labels))
+    if len(images) < 2:
+        raise ValueError(f"--data {args.data}: {len(images)} faces in {split}; need at least 2")
+    return images, labels, class_count, split, description
+
+
 def parse_args(argv=None):
-    from keras_fer.evaluation import TTA_MODES
+    from keras_fer.evaluation import TTA_MODES, add_folder_arguments
 
     parser = argparse.ArgumentParser(
         prog="tools/compare_models.py",
         description="Accuracy of models and of ensembles (networks joined by +, probabilities averaged with "
-        "equal weights) on one split of a FER2013 CSV, each paired face by face against the first model.")
+        "equal weights) on one split of a FER2013 CSV or an image folder, each paired face by face against the "
+        "first model.")
     parser.add_argument("models", nargs="+", metavar="MODEL",
                         help="a .keras file, a preset name or PRESET:memberN, or several joined by + (an "
                         "ensemble); the first is the baseline")
-    parser.add_argument("--data", required=True, help="fer2013.csv or .csv.gz")
-    parser.add_argument("--split", default="PublicTest", choices=("Training", "PublicTest", "PrivateTest"),
-                        help="the split to measure (default: PublicTest)")
-    parser.add_argument("--labels", default="fer2013", choices=("fer2013", "ferplus", "ferplus8"),
-                        help="label mode (default: fer2013)")
+    parser.add_argument("--data", required=True,
+                        help="fer2013.csv or .csv.gz, or an image folder DIR/<class>/* or DIR/<split>/<class>/* "
+                        "(docs/data.md)")
+    parser.add_argument("--split", choices=("Training", "PublicTest", "PrivateTest"),
+                        help="the split to measure (default: PublicTest of a CSV, every image of a folder of class "
+                        "folders; a folder with split folders needs it)")
+    parser.add_argument("--labels", default="fer2013", choices=("fer2013", "ferplus", "ferplus8", "folders"),
+                        help="label mode (default: fer2013); folders: an image folder's own classes, or those the "
+                        "baseline's run was trained on (its class_names.json)")
     parser.add_argument("--ferplus", help="FERPlus vote file fer2013new.csv, for the ferplus label modes")
+    add_folder_arguments(parser, "the baseline run's")
     parser.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation of every network (flip: "
                         "each face with its mirror image)")
     parser.add_argument("--batch-size", type=int, default=256)
@@ -125,25 +173,17 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from keras_fer import data as fer_data
-
     try:
         for argument in args.models:
             ensemble_members(argument)
-        if not os.path.isfile(args.data):
-            raise ValueError(f"--data {args.data}: no such file")
-        images, labels = fer_data.read_fer2013(args.data, usage=args.split, labels=args.labels,
-                                               ferplus_path=args.ferplus)
-        if len(images) < 2:
-            raise ValueError(f"--data {args.data}: {len(images)} faces in {args.split}; need at least 2")
-        rows = compare(args.models, images, labels, len(fer_data.class_names(args.labels)), tta=args.tta,
-                       batch_size=args.batch_size)
+        images, labels, class_count, split, description = read_faces(args)
+        rows = compare(args.models, images, labels, class_count, tta=args.tta, batch_size=args.batch_size)
     except ValueError as error:
         sys.exit(f"compare_models.py: error: {error}")
-    print(f"{args.split} of {args.data}, {len(images)} faces, labels {args.labels}, TTA {args.tta or 'none'}")
+    print(f"{description}, {len(images)} faces, TTA {args.tta or 'none'}")
     print(markdown_table(rows))
     if args.output:
-        Path(args.output).write_text(json.dumps({"split": args.split, "data": args.data, "labels": args.labels,
+        Path(args.output).write_text(json.dumps({"split": split, "data": args.data, "labels": args.labels,
                                                  "tta": args.tta, "faces": len(images), "rows": rows}, indent=2))
     return rows
 
