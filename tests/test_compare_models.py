@@ -22,7 +22,7 @@ def test_an_ensemble_argument_names_its_networks_and_an_empty_name_is_refused():
 
 def test_a_network_averaged_with_itself_is_run_once_and_changes_no_face(capsys):
     images, labels = synthetic.synthetic_faces(70, seed=3)
-    rows = compare(["fer2013", "fer2013+fer2013"], images, labels, class_count=7, batch_size=32)
+    rows = compare(["fer2013", "fer2013+fer2013"], images, labels, class_names=CLASS_NAMES, batch_size=32)
     assert capsys.readouterr().err.count("fer2013: predicting 70 faces") == 1
     assert rows[0]["accuracy"] == rows[1]["accuracy"]
     assert rows[1]["networks"] == 2 and rows[1]["gain_points"] == 0
@@ -32,7 +32,21 @@ def test_a_network_averaged_with_itself_is_run_once_and_changes_no_face(capsys):
 def test_a_network_with_other_classes_than_the_labels_is_refused_by_name():
     images, labels = synthetic.synthetic_faces(8, seed=3)
     with pytest.raises(ValueError, match="ferplus:member1: 8 outputs, but the labels have 7 classes"):
-        compare(["fer2013", "ferplus:member1"], images, labels, class_count=7)
+        compare(["fer2013", "ferplus:member1"], images, labels, class_names=CLASS_NAMES)
+
+
+def test_a_network_whose_classes_are_in_another_order_is_refused_by_name(tmp_path):
+    from keras_fer import pretrained
+
+    run = tmp_path / "run"
+    run.mkdir()
+    pretrained.load("fer2013").save(run / "best.keras")
+    reordered = [CLASS_NAMES[3], *CLASS_NAMES[:3], *CLASS_NAMES[4:]]
+    (run / "class_names.json").write_text(json.dumps(reordered))
+    images, labels = synthetic.synthetic_faces(8, seed=3)
+    with pytest.raises(ValueError, match=f"{run / 'best.keras'}: its outputs are Happy, Angry, .* but the labels "
+                                         "index Angry, Disgust"):
+        compare(["fer2013", str(run / "best.keras")], images, labels, class_names=CLASS_NAMES)
 
 
 def test_the_command_line_prints_the_table_and_writes_the_rows_as_json(tmp_path, capsys):
@@ -59,7 +73,7 @@ def write_class_folders(root, images, labels):
 def test_an_image_folder_scores_as_the_faces_it_holds_and_its_unreadable_file_is_counted(tmp_path, capsys):
     images, labels = synthetic.synthetic_faces(42, seed=5)
     folder = write_class_folders(tmp_path / "faces", images, labels)
-    expected = compare(["fer2013"], images, labels, class_count=7)[0]["accuracy"]
+    expected = compare(["fer2013"], images, labels, class_names=CLASS_NAMES)[0]["accuracy"]
     rows = main(["fer2013", "fer2013+fer2013", "--data", str(folder), "--output", str(tmp_path / "rows.json")])
     assert rows[0]["accuracy"] == pytest.approx(expected) and rows[1]["gain_points"] == 0
     written = json.loads((tmp_path / "rows.json").read_text())
@@ -91,7 +105,7 @@ def test_the_ferplus_members_averaged_here_score_as_the_shipped_ensemble_on_real
                                            ferplus_path=str(FERPLUS_FILE))
     images, labels = images[:300], labels[:300]
     rows = compare(["ferplus", "ferplus:member1+ferplus:member2", "ferplus:member1"], images, labels,
-                   class_count=8, batch_size=100)
+                   class_names=fer_data.class_names("ferplus8"), batch_size=100)
     # The preset averages its two networks' probabilities with equal weights inside its graph: the same
     # answers, but for a float tie or two.
     assert abs(rows[1]["accuracy"] - rows[0]["accuracy"]) <= 2 / 300

@@ -48,28 +48,51 @@ def ensemble_members(argument):
     return members
 
 
-def network_probabilities(names, images, class_count, tta, batch_size):
-    """Class probabilities of each distinct network on `images`: `{name: (N, classes) array}`."""
+def network_class_names(name, outputs):
+    """The classes a network's `outputs` stand for: a preset's recorded names, else those of its run."""
+    from keras_fer import pretrained
+    from keras_fer.classifiers import ModelError, resolve_class_names
+
+    if pretrained.names_a_preset(name):
+        return tuple(pretrained.metadata(name)["class_names"])
+    try:
+        return resolve_class_names(name, outputs)
+    except ModelError as error:
+        raise ValueError(str(error)) from None
+
+
+def network_probabilities(names, images, class_names, tta, batch_size):
+    """Class probabilities of each distinct network on `images`: `{name: (N, classes) array}`.
+
+    Raises:
+        ValueError: a network's outputs are not `class_names` in that order, since averaging or
+            scoring them against the labels would then mix classes.
+    """
     from keras_fer.evaluation import load_model_file, predict_probabilities
 
+    class_names = tuple(class_names)
     probabilities = {}
     for name in dict.fromkeys(names):
         model = load_model_file(name)
         outputs = model.output_shape[-1]
-        if outputs != class_count:
-            raise ValueError(f"{name}: {outputs} outputs, but the labels have {class_count} classes")
+        if outputs != len(class_names):
+            raise ValueError(f"{name}: {outputs} outputs, but the labels have {len(class_names)} classes")
+        network_classes = network_class_names(name, outputs)
+        if network_classes != class_names:
+            raise ValueError(f"{name}: its outputs are {', '.join(network_classes)}, but the labels index "
+                             f"{', '.join(class_names)}")
         print(f"{name}: predicting {len(images)} faces", file=sys.stderr)
         probabilities[name] = predict_probabilities(model, images, tta=tta, batch_size=batch_size)
     return probabilities
 
 
-def compare(arguments, images, labels, class_count, tta=None, batch_size=256):
+def compare(arguments, images, labels, class_names, tta=None, batch_size=256):
     """One row per argument: accuracy and, after the first, the paired comparison with the first.
 
     Args:
         arguments: model arguments as on the command line (`A`, `A+B`, ...); the first is the baseline.
         images, labels: the faces and their class indices.
-        class_count: the classes every network must output.
+        class_names: the classes `labels` index, which every network must output in that order.
         tta, batch_size: as `keras_fer.evaluation.predict_probabilities`.
     Returns:
         list of dicts: `model`, `networks`, `accuracy`, and, but for the baseline, the entries of
@@ -79,7 +102,7 @@ def compare(arguments, images, labels, class_count, tta=None, batch_size=256):
 
     ensembles = [ensemble_members(argument) for argument in arguments]
     probabilities = network_probabilities([name for members in ensembles for name in members], images,
-                                          class_count, tta, batch_size)
+                                          class_names, tta, batch_size)
     labels = np.asarray(labels)
     rows, baseline_correct = [], None
     for argument, members in zip(arguments, ensembles):
@@ -107,7 +130,7 @@ def markdown_table(rows):
 
 
 def read_faces(args):
-    """The faces to measure: `(images, labels, class_count, split, description)`.
+    """The faces to measure: `(images, labels, class_names, split, description)`.
 
     `split` is the split measured ("all" for a whole folder); `description` says what was read.
 
@@ -129,17 +152,17 @@ def read_faces(args):
         description = (f"{split} of the image folder {args.data}, classes {', '.join(folder.class_names)} "
                        f"(files left out: {len(folder.unreadable)} unreadable, {len(folder.skipped)} skipped while "
                        "reading)")
-        class_count = len(folder.class_names)
+        class_names = folder.class_names
     else:
         if not os.path.isfile(args.data):
             raise ValueError(f"--data {args.data}: no such file")
         split = args.split or "PublicTest"
         images, labels = fer_data.read_fer2013(args.data, usage=split, labels=args.labels, ferplus_path=args.ferplus)
         description = f"{split} of {args.data}, labels {args.labels}"
-        class_count = len(fer_data.class_names(args.labels))
+        class_names = fer_data.class_names(args.labels)
     if len(images) < 2:
         raise ValueError(f"--data {args.data}: {len(images)} faces in {split}; need at least 2")
-    return images, labels, class_count, split, description
+    return images, labels, class_names, split, description
 
 
 def parse_args(argv=None):
@@ -176,8 +199,8 @@ def main(argv=None):
     try:
         for argument in args.models:
             ensemble_members(argument)
-        images, labels, class_count, split, description = read_faces(args)
-        rows = compare(args.models, images, labels, class_count, tta=args.tta, batch_size=args.batch_size)
+        images, labels, class_names, split, description = read_faces(args)
+        rows = compare(args.models, images, labels, class_names, tta=args.tta, batch_size=args.batch_size)
     except ValueError as error:
         sys.exit(f"compare_models.py: error: {error}")
     print(f"{description}, {len(images)} faces, TTA {args.tta or 'none'}")
