@@ -1,4 +1,5 @@
-"""tools/ship_model.py: a candidate saved as .keras is the very model its preset file holds; a bad path is refused."""
+"""tools/ship_model.py: a candidate saved as .keras is the very model its preset file holds; a bad path and a
+folder-trained run are refused."""
 
 import json
 
@@ -49,4 +50,13 @@ def test_a_keras_output_that_is_not_a_keras_file_is_refused_before_anything_is_w
         main([str(finished_run), "--output", str(tmp_path / "x.npz"), "--keras-output", str(tmp_path / "x.h5")])
     assert exit_info.value.code == 2
     assert f"Received: --keras-output {tmp_path / 'x.h5'}" in capsys.readouterr().err
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_a_run_trained_on_an_image_folder_is_refused_by_its_config(finished_run, tmp_path):
+    config = config_lib.load_config(finished_run / "config.yaml", [f"data.source={tmp_path}", "data.labels=folders"])
+    (finished_run / "config.yaml").write_text(config_lib.to_yaml(config))
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(finished_run), "--output", str(tmp_path / "x.npz")])
+    assert f"{finished_run / 'config.yaml'}: data.labels is 'folders'" in str(exit_info.value.code)
     assert not (tmp_path / "x.npz").exists()

@@ -73,6 +73,10 @@ def run_network(run, flip_average):
         if not required.is_file():
             sys.exit(f"ship_model.py: error: {required} not found: {run} is not a finished run")
     config = config_lib.load_config(paths.config)
+    if config.data.labels not in fer_data.LABEL_MODES:
+        sys.exit(f"ship_model.py: error: {paths.config}: data.labels is {config.data.labels!r}; a preset ships a "
+                 f"network trained on a FER2013 CSV ({', '.join(fer_data.LABEL_MODES)}), the data it is measured on "
+                 "before it is written")
     metrics = json.loads(paths.metrics.read_text())
     class_names = fer_data.class_names(config.data.labels)
     model = keras.saving.load_model(paths.best_model, compile=False)
