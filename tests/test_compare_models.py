@@ -91,10 +91,15 @@ def test_an_image_folder_with_a_class_the_model_lacks_is_refused_by_name(tmp_pat
     assert f"--data {folder}" in str(exit_info.value.code) and "pain" in str(exit_info.value.code)
 
 
-def test_a_missing_data_file_is_an_error_naming_it(tmp_path):
+def test_a_missing_data_file_and_folder_labels_on_a_csv_are_errors_naming_them(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["fer2013", "--data", str(tmp_path / "absent.csv")])
     assert f"--data {tmp_path / 'absent.csv'}: no such file" in str(exit_info.value.code)
+    csv = tmp_path / "fer2013.csv"
+    synthetic.write_synthetic_fer2013(csv, {"Training": 1, "PublicTest": 1, "PrivateTest": 1}, seed=2)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fer2013", "--data", str(csv), "--labels", "folders"])
+    assert f"--labels folders takes an image folder's classes, but --data {csv} is a CSV" in str(exit_info.value.code)
 
 
 @pytest.mark.skipif(not FERPLUS_FILE.exists(), reason="needs the real FER2013 and FERPlus files in ../shared")
