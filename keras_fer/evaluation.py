@@ -342,6 +342,15 @@ def check_model_classes(model, class_names, model_path):
                          f"{', '.join(class_names)}")
 
 
+def check_csv_labels(path, labels):
+    """Raises ValueError if `labels` is a mode a FER2013 CSV cannot be read in (`folders`)."""
+    from keras_fer import data as fer_data
+
+    if labels not in fer_data.LABEL_MODES:
+        raise ValueError(f"--labels {labels} takes an image folder's classes, but --data {path} is a CSV: use one "
+                         f"of {', '.join(fer_data.LABEL_MODES)}")
+
+
 def check_split_present(path, split, labels, ferplus_path):
     """Raises ValueError if the file (validated on the way) has no rows of `split` to measure."""
     from keras_fer import data as fer_data
@@ -434,6 +443,7 @@ def main(argv=None):
             if args.split is None:
                 raise ValueError(f"--data {args.data} is a CSV: pick a split with --split (Training, PublicTest or "
                                  "PrivateTest)")
+            check_csv_labels(args.data, labels)
             check_split_present(args.data, args.split, labels, ferplus_path)
         split_name = args.split or "all"
         default_dir = Path(args.model).parent / (f"evaluation-{split_name}" + (f"-{args.tta}" if args.tta else ""))

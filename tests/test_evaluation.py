@@ -106,11 +106,13 @@ def test_evaluate_cli_rejects_bad_input_before_work(saved_model_and_data, tmp_pa
           "--output-dir", str(tmp_path / "b")], "missing.csv: no such file"),
         (["--model", str(folder / "model.keras"), "--split", "PrivateTest", "--output-dir", str(tmp_path / "c")],
          "has no PrivateTest rows"),
+        (["--model", str(folder / "model.keras"), "--labels", "folders", "--output-dir", str(tmp_path / "d")],
+         "--labels folders takes an image folder's classes, but --data .* is a CSV"),
     ]
     for arguments, message in cases:
         with pytest.raises(SystemExit, match=message):
             main(base + arguments)
-    assert not any((tmp_path / name).exists() for name in "abc")
+    assert not any((tmp_path / name).exists() for name in "abcd")
 
     occupied = tmp_path / "occupied"
     occupied.mkdir()

@@ -154,11 +154,11 @@ def read_faces(args):
                        "reading)")
         class_names = folder.class_names
     else:
+        from keras_fer.evaluation import check_csv_labels
+
         if not os.path.isfile(args.data):
             raise ValueError(f"--data {args.data}: no such file")
-        if args.labels not in fer_data.LABEL_MODES:
-            raise ValueError(f"--labels {args.labels} takes an image folder's classes, but --data {args.data} is a "
-                             f"CSV: use one of {', '.join(fer_data.LABEL_MODES)}")
+        check_csv_labels(args.data, args.labels)
         split = args.split or "PublicTest"
         images, labels = fer_data.read_fer2013(args.data, usage=split, labels=args.labels, ferplus_path=args.ferplus)
         description = f"{split} of {args.data}, labels {args.labels}"
