@@ -302,22 +302,28 @@ def run_folder_settings(model_path):
     return settings
 
 
-def scan_evaluation_folder(data_dir, split, labels, settings, class_map=None):
-    """Scans the folder `--data` names with the model's classes, so that labels index its outputs.
+def scan_evaluation_folder(data_dir, split, labels, model_path, class_map=None, detect_faces=None):
+    """Scans the folder `--data` names as the run of `model_path` read folders, with the model's
+    classes, so that labels index its outputs.
 
     Args:
         data_dir: the image folder.
         split: `--split`, or None for every image (a folder without split folders only).
         labels: the model's label mode; for "folders", the run's recorded classes
             (class_names.json), else those of `data_dir`.
-        settings: `run_folder_settings(...)`.
+        model_path: the model (`.keras` file or preset name) whose run's settings apply
+            (`run_folder_settings`).
         class_map: `--class-map`, overriding the run's.
+        detect_faces: `--detect-faces`, overriding the run's.
+    Returns:
+        `(folder, detect_faces)`: the scanned `ImageFolder`, and whether to find the face in each image.
     Raises:
         ValueError: the folder cannot be read in that mode (a class the model lacks, an unknown
             folder), or the split is missing or needed.
     """
     from keras_fer import data as fer_data
 
+    settings = run_folder_settings(model_path)
     class_map = class_map if class_map is not None else settings["class_map"]
     classes = labels
     if labels == "folders" and settings["class_names"]:
@@ -331,7 +337,7 @@ def scan_evaluation_folder(data_dir, split, labels, settings, class_map=None):
         raise ValueError(f"--data {data_dir} has split folders ({', '.join(folder.splits)}): pick one with --split")
     if split is not None and split not in folder.splits:
         raise ValueError(f"--data {data_dir} has no {split} images (it holds {', '.join(folder.splits)})")
-    return folder
+    return folder, settings["detect_faces"] if detect_faces is None else detect_faces
 
 
 def check_model_classes(model, class_names, model_path):
@@ -434,9 +440,8 @@ def main(argv=None):
         from keras_fer.data import is_image_folder, parse_class_map
 
         if is_image_folder(args.data):
-            settings = run_folder_settings(args.model)
-            detect_faces = settings["detect_faces"] if args.detect_faces is None else args.detect_faces
-            folder = scan_evaluation_folder(args.data, args.split, labels, settings, parse_class_map(args.class_map))
+            folder, detect_faces = scan_evaluation_folder(args.data, args.split, labels, args.model,
+                                                          parse_class_map(args.class_map), args.detect_faces)
         else:
             if not os.path.isfile(args.data):
                 raise ValueError(f"--data {args.data}: no such file")

@@ -48,15 +48,16 @@ def ensemble_members(argument):
     return members
 
 
-def network_class_names(name, outputs):
-    """The classes a network's `outputs` stand for: a preset's recorded names, else those of its run."""
+def network_class_names(name, model):
+    """The classes the outputs of `model`, loaded from `name`, stand for: those a preset carries
+    (`model.class_names`), else those of its run."""
     from keras_fer import pretrained
     from keras_fer.classifiers import ModelError, resolve_class_names
 
     if pretrained.names_a_preset(name):
-        return tuple(pretrained.metadata(name)["class_names"])
+        return model.class_names
     try:
-        return resolve_class_names(name, outputs)
+        return resolve_class_names(name, model.output_shape[-1])
     except ModelError as error:
         raise ValueError(str(error)) from None
 
@@ -77,7 +78,7 @@ def network_probabilities(names, images, class_names, tta, batch_size):
         outputs = model.output_shape[-1]
         if outputs != len(class_names):
             raise ValueError(f"{name}: {outputs} outputs, but the labels have {len(class_names)} classes")
-        network_classes = network_class_names(name, outputs)
+        network_classes = network_class_names(name, model)
         if network_classes != class_names:
             raise ValueError(f"{name}: its outputs are {', '.join(network_classes)}, but the labels index "
                              f"{', '.join(class_names)}")
@@ -141,12 +142,11 @@ def read_faces(args):
     from keras_fer import data as fer_data
 
     if fer_data.is_image_folder(args.data):
-        from keras_fer.evaluation import run_folder_settings, scan_evaluation_folder
+        from keras_fer.evaluation import scan_evaluation_folder
 
-        settings = run_folder_settings(ensemble_members(args.models[0])[0])
-        folder = scan_evaluation_folder(args.data, args.split, args.labels, settings,
-                                        fer_data.parse_class_map(args.class_map))
-        detect_faces = settings["detect_faces"] if args.detect_faces is None else args.detect_faces
+        folder, detect_faces = scan_evaluation_folder(args.data, args.split, args.labels,
+                                                      ensemble_members(args.models[0])[0],
+                                                      fer_data.parse_class_map(args.class_map), args.detect_faces)
         images, labels = fer_data.read_image_folder(folder, args.split, detect_faces=detect_faces)
         split = args.split or "all"
         description = (f"{split} of the image folder {args.data}, classes {', '.join(folder.class_names)} "
