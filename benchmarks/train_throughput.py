@@ -46,7 +46,6 @@ import tensorflow as tf  # noqa: E402
 from benchmarks import common  # noqa: E402
 
 MODULE = "benchmarks.train_throughput"
-NUM_CLASSES = 7
 BASELINE = {"jit_compile": False, "mixed_precision": "float32", "onednn": True, "intra_op_threads": 0,
             "inter_op_threads": 0, "data": "memory"}
 # Rows per configuration: each changes the baseline (what `train.py` does on a CPU) in one way.
@@ -88,6 +87,17 @@ def load_config(name, batch_size, settings):
     return config_lib.load_config(common.REPO_ROOT / common.CONFIGS[name], overrides)
 
 
+def class_names(config):
+    """The classes of `config`'s label mode, which shape the model's head and its targets."""
+    from keras_fer import data
+
+    if config.data.labels not in data.LABEL_MODES:
+        raise ValueError(f"data.labels={config.data.labels!r}: fixed batches take the classes of a CSV label mode "
+                         f"({', '.join(data.LABEL_MODES)}), not an image folder's; time the same network with "
+                         f"--set data.labels=fer2013 (the class count barely changes a step's cost)")
+    return data.class_names(config.data.labels)
+
+
 def compiled_model(config):
     """The model and optimizer exactly as `train.py` builds them for `config`."""
 
@@ -95,7 +105,7 @@ def compiled_model(config):
 
     keras.mixed_precision.set_global_policy(config.runtime.mixed_precision)
     keras.utils.set_random_seed(config.training.seed)
-    model = training.make_model(config, NUM_CLASSES)
+    model = training.make_model(config, len(class_names(config)))
     # Steps per epoch only shape a cosine schedule, which does not change a step's cost.
     training.compile_model(model, config, steps_per_epoch=config.training.steps_per_epoch or 100)
     return model
@@ -129,9 +139,12 @@ def training_inputs(config, settings, steps):
         return training.fit_inputs(config, common.DATA_FILE)["x"]
     rng = np.random.default_rng(0)
     batch = config.training.batch_size
+    num_classes = len(class_names(config))
     faces = rng.integers(0, 256, (batch, 48, 48, 1), dtype=np.uint8)
-    labels = rng.integers(0, NUM_CLASSES, (batch,), dtype=np.int32)
-    return tf.data.Dataset.from_tensors((faces, labels)).cache().repeat()
+    labels = rng.integers(0, num_classes, (batch,), dtype=np.int32)
+    # Vote targets are a distribution over the classes, as the loss that `compile_model` picks expects.
+    targets = np.eye(num_classes, dtype=np.float32)[labels] if config.data.targets == "votes" else labels
+    return tf.data.Dataset.from_tensors((faces, targets)).cache().repeat()
 
 
 def measure_step(payload):

@@ -55,3 +55,26 @@ def test_kernels_add_up_by_layer_and_part_per_step_gradients_included():
                                      "augmentation": 0.1, OUTSIDE: 0.1})
     assert [row["name"] for row in summary["by_op_type"]] == [
         "_MklNativeConv2DBackpropFilter", "_MklSoftmax", "_MklNativeConv2D"]  # the top 3, largest first
+
+
+@pytest.mark.parametrize("labels, targets, outputs", [("fer2013", "labels", 7), ("ferplus8", "votes", 8)])
+def test_a_step_is_profiled_with_the_configs_classes_and_targets(tmp_path, labels, targets, outputs):
+    # A FERPlus config's head has 8 classes and its loss takes vote shares: the fixed batches must match both.
+    from keras_fer import config as config_lib
+    from tools.profile_train_step import profile
+
+    config = config_lib.load_config("configs/quickstart.yaml", [
+        f"data.labels={labels}", f"data.targets={targets}", "data.ferplus_path=fer2013new.csv",
+        "training.batch_size=4", "model.input_size=32", "model.width=4"])
+    model, wall = profile(config, warmup=1, steps=1, logdir=str(tmp_path))
+    assert model.output_shape == (None, outputs)
+    assert wall > 0
+
+
+def test_an_image_folder_config_is_refused_naming_its_labels(tmp_path):
+    from benchmarks import train_throughput
+    from keras_fer import config as config_lib
+
+    config = config_lib.load_config("configs/quickstart.yaml", ["data.labels=folders", f"data.source={tmp_path}"])
+    with pytest.raises(ValueError, match="data.labels='folders'.*--set data.labels=fer2013"):
+        train_throughput.compiled_model(config)

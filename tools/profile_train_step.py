@@ -135,10 +135,14 @@ def main(argv=None):
     import tensorflow as tf
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-    from benchmarks import common
+    from benchmarks import common, train_throughput
     from keras_fer import config as config_lib
 
     config = config_lib.load_config(args.config, args.overrides)
+    try:
+        train_throughput.class_names(config)
+    except ValueError as error:
+        parser.error(f"--config {args.config}: {error}")
     with tempfile.TemporaryDirectory() as logdir:
         model, wall = profile(config, args.warmup, args.steps, logdir)
         (trace,) = glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb"))
