@@ -47,6 +47,17 @@ def test_every_detector_finds_the_one_face_of_a_real_photograph(name):
         assert faces[0].mouth[1] > max(left[1], right[1])  # the mouth below the eyes
 
 
+@pytest.mark.parametrize("name", DETECTORS)
+def test_an_image_too_small_for_the_smallest_face_has_no_faces_and_no_error(name):
+    # A 1x1 photo, a 2-pixel strip, and a real photo shrunk below one pixel by `scale`: mtcnn's own
+    # resize raised on the first two, every detector's on the third.
+    detector = make_detector(name, min_face_size=40)
+    assert detector.detect(np.zeros((1, 1, 3), np.uint8)) == []
+    assert detector.detect(np.full((2, 900, 3), 128, np.uint8)) == []
+    assert detector.detect(astronaut_bgr(), scale=0.001) == []
+    assert detector.detect(astronaut_bgr()[:39]) == []  # 39 rows cannot hold a 40-pixel face
+
+
 def test_unknown_detectors_and_bad_sizes_are_refused_with_the_value():
     with pytest.raises(ValueError, match="Received: detector='haar'"):
         make_detector("haar")

@@ -140,6 +140,8 @@ class FaceDetector:
         """
         if not 0.0 < scale <= 1.0:
             raise ValueError(f"`scale` must be in (0, 1]. Received: scale={scale!r}")
+        if min(image.shape[:2]) < self.min_face_size or min(image.shape[:2]) * scale < 1.0:
+            return []  # no face of min_face_size fits, or the resized image would have no pixels
         if scale < 1.0:
             image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         faces = self._detect(image, max(self.min_face_size * scale, 1.0))
