@@ -149,11 +149,13 @@ def predict_video(recognizer, source, args):
     records = RecordWriter(recognizer.class_names, args.csv, args.jsonl or (None if args.csv else sys.stdout))
     annotated = AnnotatedVideoWriter(args.video_out, video.fps) if args.video_out else None
     progress = progress_bar(video)
+    faces_found = 0
     try:
         frames = analyze_video(recognizer, video, detect_every=args.detect_every, batch_frames=args.batch_frames,
                                smoothing=args.smooth, detect_scale=args.detect_scale)
         for frame in frames:
             records.write(frame)
+            faces_found += len(frame.faces)
             if annotated:
                 annotated.write(frame)
             progress.update()
@@ -166,6 +168,11 @@ def predict_video(recognizer, source, args):
     if video.ended_early:
         print(f"warning: {video.name}: the video ended after {video.frames_read} of the {video.frame_count} frames "
               "its header announces (truncated or damaged); the readable frames were processed.", file=sys.stderr)
+    if not faces_found and video.frames_read:
+        # The records hold only their header; say why rather than leave an empty file unexplained.
+        print(f"warning: {video.name}: no face found in its {video.frames_read} frames ({recognizer.detector.name}, "
+              f"faces of {recognizer.min_face_size} pixels or more; try --detector or --min-face-size).",
+              file=sys.stderr)
     if args.plot:
         plot_timeline(args.csv, args.plot)
     return video.frames_read

@@ -125,11 +125,12 @@ def test_tracker_keeps_ids_ends_lost_tracks_and_starts_new_ones():
         ProbabilitySmoother(0)
 
 
-def test_video_without_faces_gives_the_header_only(tmp_path):
+def test_video_without_faces_gives_the_header_only_and_says_so(tmp_path, capsys):
     blank = write_video(tmp_path / "blank.avi", [np.full((*CANVAS, 3), 90, np.uint8)] * 5)
     assert main([blank, "--model", "fer2013", "--csv", str(tmp_path / "e.csv")]) == 0
     assert read_csv(tmp_path / "e.csv") == [list(RECORD_COLUMNS) + ["Angry", "Disgust", "Fear", "Happy", "Sad",
                                                                     "Surprise", "Neutral"]]
+    assert f"warning: {blank}: no face found in its 5 frames (blazeface, faces of 40 pixels" in capsys.readouterr().err
 
 
 def test_bad_videos_each_get_one_line_and_the_others_still_run(clip, tmp_path, capsys):
