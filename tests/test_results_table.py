@@ -178,3 +178,29 @@ def test_the_table_holds_one_label_mode_and_a_ferplus_run_has_its_own(ablation):
     (cells,) = rows.values()
     assert list(rows) == ["[ferplus8_cpu](results/ferplus8_cpu/)"] and cells[3] == "85.12% (PublicTest)"
     assert cells[5] == "—"  # the paper's figure is FER2013's
+
+
+def test_accuracy_curves_give_each_label_mode_a_panel_with_its_runs_curves(tmp_path):
+    # tools/accuracy_curves.py reads the same run directories; accuracies against FER2013's and
+    # FERPlus's labels must not share an axis.
+    curves_spec = importlib.util.spec_from_file_location("accuracy_curves", TOOL.with_name("accuracy_curves.py"))
+    accuracy_curves = importlib.util.module_from_spec(curves_spec)
+    curves_spec.loader.exec_module(accuracy_curves)
+    runs = {"fer2013_a": ([], [0.5, 0.6]), "fer2013_b": (["model.use_masks=false"], [0.4, 0.55, 0.61]),
+            "ferplus_a": (["data.labels=ferplus8", "data.ferplus_path=votes.csv"], [0.8])}
+    for name, (overrides, accuracies) in runs.items():
+        directory = write_run(tmp_path / "results", name, accuracies[-1], overrides)
+        rows = [f"{epoch},{accuracy},90.0" for epoch, accuracy in enumerate(accuracies)]
+        (directory / "history.csv").write_text("epoch,val_accuracy,train_seconds\n" + "\n".join(rows) + "\n")
+    figure = accuracy_curves.plot(tmp_path / "results", tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    panels = {axes.get_title(): axes for axes in figure.axes}
+    assert list(panels) == [accuracy_curves.PANEL_TITLES["fer2013"], accuracy_curves.PANEL_TITLES["ferplus8"]]
+    fer2013_lines = panels[accuracy_curves.PANEL_TITLES["fer2013"]].get_lines()
+    assert [line.get_label().split(" ")[0] for line in fer2013_lines] == ["fer2013_a", "fer2013_b"]
+    assert "no masks" in fer2013_lines[1].get_label()
+    # Minutes are the running sum of train_seconds; accuracies in percent.
+    assert list(fer2013_lines[1].get_xdata()) == [1.5, 3.0, 4.5]
+    assert list(fer2013_lines[1].get_ydata()) == pytest.approx([40.0, 55.0, 61.0])
+    with pytest.raises(FileNotFoundError, match="no \\*/history.csv"):
+        accuracy_curves.plot(tmp_path / "empty", tmp_path / "none.png")

@@ -2,7 +2,8 @@
 
 The time axis is the cumulative `train_seconds` of the epochs (training batches only, as
 `keras_fer.training.EpochThroughput` logs it; validation and checkpointing add 10-20 s an
-epoch), so that runs made on different days compare by the work they did. Each curve is
+epoch), so that runs made on different days compare by the work they did. Runs trained on
+different labels (FER2013's, FERPlus's, an image folder's) get a panel each. Each curve is
 labelled with the run name and its configuration's input size, stem, width and mask switches.
 
     python tools/accuracy_curves.py --output docs/accuracy_vs_time.png
@@ -32,31 +33,53 @@ def read_curve(directory):
     return minutes, accuracy
 
 
+# Panel titles by `data.labels`: accuracies against different labels do not share an axis.
+PANEL_TITLES = {
+    "fer2013": "FER2013's labels (7 classes), validation on PublicTest",
+    "ferplus": "FERPlus majority labels (7 classes), validation on PublicTest",
+    "ferplus8": "FERPlus majority labels (8 classes), validation on PublicTest",
+    "folders": "image folders, validation on each run's held-out folder",
+}
+
+
+def curve_label(name, model):
+    """The run's name with its configuration's input size, stem, width and mask switches."""
+    return (f"{name} ({model.input_size} px, {model.stem} stem, width {model.width}"
+            f"{'' if model.use_masks else ', no masks'}"
+            f"{'' if model.mask_width == 1 or not model.use_masks else f', mask width {model.mask_width:g}'}"
+            f"{'' if model.use_eca or not model.use_masks else ', no ECA'})")
+
+
 def plot(results_dir, output):
+    """Writes the PNG: one panel per label mode, each run a curve; returns the figure."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     directories = sorted(path.parent for path in Path(results_dir).glob("*/history.csv"))
     if not directories:
         raise FileNotFoundError(f"{results_dir}: no */history.csv")
-    figure = Figure(figsize=(8, 5))
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+    panels = {}
     for directory in directories:
         # Through the schema: an option newer than the run reads as its default, the paper's value.
-        model = config_lib.load_config(directory / "config.yaml").model
-        label = (f"{directory.name} ({model.input_size} px, {model.stem} stem, width "
-                 f"{model.width}{'' if model.use_masks else ', no masks'}"
-                 f"{'' if model.mask_width == 1 or not model.use_masks else f', mask width {model.mask_width:g}'}"
-                 f"{'' if model.use_eca or not model.use_masks else ', no ECA'})")
-        minutes, accuracy = read_curve(directory)
-        axes.plot(minutes, accuracy, marker="o", markersize=3, label=label)
-    axes.set_xlabel("training time, minutes (sum of the epochs' train_seconds)")
-    axes.set_ylabel("validation (PublicTest) accuracy, %")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8, loc="lower right")
+        config = config_lib.load_config(directory / "config.yaml")
+        panels.setdefault(config.data.labels, []).append((directory, config.model))
+    figure = Figure(figsize=(14, 4.5 * len(panels)))
+    FigureCanvasAgg(figure)
+    for index, (labels, runs) in enumerate(panels.items(), start=1):
+        axes = figure.add_subplot(len(panels), 1, index)
+        # Ten colours, then the same ten dashed and dotted: every curve stays distinguishable.
+        for number, (directory, model) in enumerate(runs):
+            minutes, accuracy = read_curve(directory)
+            axes.plot(minutes, accuracy, marker="o", markersize=2.5, color=f"C{number % 10}",
+                      linestyle=("-", "--", ":")[number // 10 % 3], label=curve_label(directory.name, model))
+        axes.set_title(PANEL_TITLES.get(labels, f"data.labels {labels}"), fontsize=10)
+        axes.set_xlabel("training time, minutes (sum of the epochs' train_seconds)")
+        axes.set_ylabel("validation accuracy, %")
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
-    figure.savefig(output, dpi=120)
+    figure.savefig(output, dpi=110, bbox_inches="tight")  # the legends sit outside the axes
+    return figure
 
 
 def main(argv=None):
