@@ -436,7 +436,8 @@ def tflite_file(name="fer2013", quantization="dynamic"):
     """The path of preset `name` converted to TFLite, converting it on first use (TensorFlow backend).
 
     The file is named after the preset's sha256, so a new preset is converted again, and written
-    complete or not at all (`keras_fer.files`).
+    complete or not at all (`keras_fer.files`). Where the cache directory cannot be written, the
+    file goes to a temporary directory removed when the process ends, with a warning.
 
     Args:
         name: a preset name, one of `available()`, or `PRESET:memberN` (see `load`).
@@ -464,6 +465,20 @@ def tflite_file(name="fer2013", quantization="dynamic"):
     with tempfile.TemporaryDirectory() as temporary:
         saved_model = conversion.export_saved_model(model, model.class_names, os.path.join(temporary, "1"))
         flatbuffer = conversion.convert_tflite(saved_model, quantization, model.class_names)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    files.write_bytes(path, flatbuffer)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        files.write_bytes(path, flatbuffer)
+    except OSError as error:
+        # A read-only home (a container, a service account) must not stop the run that converted it.
+        import atexit
+        import shutil
+        import warnings
+
+        directory = tempfile.mkdtemp(prefix="keras_fer-")
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        warnings.warn(f"Cannot keep the converted preset in {path.parent} ({error}); it is used from a temporary "
+                      "file for this process only, so the next one converts it again. Set KERAS_FER_CACHE to a "
+                      "writable directory to keep it.", stacklevel=2)
+        path = Path(directory) / path.name
+        files.write_bytes(path, flatbuffer)
     return path

@@ -234,6 +234,24 @@ def test_the_shipped_model_loads_on_jax_with_the_same_outputs(tmp_path, shipped)
     )
 
 
+def test_a_preset_converted_where_the_cache_cannot_be_written_is_kept_for_the_process_with_a_warning(
+        tmp_path, monkeypatch):
+    from keras_fer import conversion
+
+    # The conversion itself is export.py's to test; here only where its bytes go matters.
+    monkeypatch.setattr(conversion, "export_saved_model", lambda model, names, directory: directory)
+    monkeypatch.setattr(conversion, "convert_tflite", lambda saved_model, quantization, names: b"flatbuffer")
+    (tmp_path / "a_file").write_text("not a directory")
+    monkeypatch.setenv("KERAS_FER_CACHE", str(tmp_path / "a_file" / "cache"))
+    with pytest.warns(UserWarning, match=r"Cannot keep the converted preset in .*a_file/cache .*Set KERAS_FER_CACHE"):
+        path = pretrained.tflite_file("fer2013", "dynamic")
+    assert path.read_bytes() == b"flatbuffer" and tmp_path not in path.parents
+    assert path.name.startswith("fer2013-") and path.name.endswith("-dynamic.tflite")
+    monkeypatch.setenv("KERAS_FER_CACHE", str(tmp_path / "cache"))
+    kept = pretrained.tflite_file("fer2013", "dynamic")  # a writable cache keeps it, silently
+    assert kept.parent == tmp_path / "cache" and kept.read_bytes() == b"flatbuffer"
+
+
 def test_a_plain_pip_install_ships_the_model_file(tmp_path):
     # The wheel is what `pip install .` installs: the preset must be inside it, not only in the checkout.
     # Built from a copy, so that the build leaves nothing in the repository.
