@@ -2,7 +2,10 @@
 
 A track is one face over time. The tracker is told about every frame (`IoUTracker.step`): on a
 frame with a detection round, every detected face joins the live track whose predicted box
-overlaps it most (intersection over union, greedy from the best pair), or starts a new track;
+overlaps it most (intersection over union, greedy from the best pair). A face that overlaps no
+track enough joins the nearest one of about its size whose center is within one side of its own
+(a face that starts moving fast has no velocity yet, and between two detection rounds moves
+further than overlap allows). Any other face starts a new track;
 on the frames between, and when a track's face is missed, the track is *carried*: its last
 face moves on at the track's velocity (pixels a frame, measured between its detections). A
 track that no detection joins for `max_missed` detection rounds in a row ends, as does a
@@ -29,12 +32,27 @@ VELOCITY_SMOOTHING = 0.5
 # clothes, textures, compression artefacts) at 0.5-0.6, some in two rounds in a row.
 CONFIRM_SCORE = 0.75
 CONFIRM_ROUNDS = 3
+# A face that overlaps no track may join one whose predicted center is this many of its sides
+# away at most, if their sides differ by this ratio at most. An IoU of 0.3 between boxes of one
+# size allows a shift of 0.54 sides only: 80 pixels a round (20 a frame, detection every 4th) for
+# a 100-pixel face started a new track each round, and left ghosts carried where it had been.
+MAX_CENTER_SHIFT = 1.0
+MAX_SIDE_RATIO = 1.5
 
 
 def center(box):
     """The center (x, y) of an (x, y, width, height) box."""
     x, y, width, height = box
     return np.array([x + width / 2, y + height / 2])
+
+
+def center_shift(box, reference):
+    """The distance between the centers of two boxes in sides of `reference`, or inf when their
+    sides differ by more than `MAX_SIDE_RATIO`."""
+    side, reference_side = max(box[2:]), max(reference[2:])
+    if max(side, reference_side) > MAX_SIDE_RATIO * min(side, reference_side):
+        return float("inf")
+    return float(np.linalg.norm(center(box) - center(reference))) / reference_side
 
 
 @dataclasses.dataclass
@@ -67,7 +85,9 @@ class IoUTracker:
     """Gives each detected face a track id that stays the same across frames, and carries faces between.
 
     Args:
-        min_iou: the least overlap with a track's predicted box for a detection to join it.
+        min_iou: the overlap with a track's predicted box that lets a detection join it; below
+            it, a detection of about the track's size joins it only when its center is within
+            `MAX_CENTER_SHIFT` sides of the predicted one.
         max_missed: detection rounds a track may go unmatched before it ends. With detection
             every N frames, a face is carried for at most N * (max_missed + 1) - 1 frames.
         confirm_score: a new face of a lower detection score starts a track only once
@@ -112,11 +132,16 @@ class IoUTracker:
         predicted = {track: state.predicted(frame) for track, state in self._tracks.items()}
         assigned = {}
         if faces is not None:
-            pairs = sorted(((iou(face.box, predicted[track].box), index, track)
-                            for index, face in enumerate(faces) for track in predicted), reverse=True)
-            for overlap, index, track in pairs:
-                if overlap < self.min_iou:
-                    break
+            # Overlapping pairs first, the best overlap first; then near pairs, the nearest first.
+            pairs = []
+            for index, face in enumerate(faces):
+                for track, guess in predicted.items():
+                    overlap, shift = iou(face.box, guess.box), center_shift(face.box, guess.box)
+                    if overlap >= self.min_iou:
+                        pairs.append(((0, -overlap), index, track))
+                    elif shift <= MAX_CENTER_SHIFT:
+                        pairs.append(((1, shift), index, track))
+            for _, index, track in sorted(pairs):
                 if index not in assigned and track not in assigned.values():
                     assigned[index] = track
         found = {track: faces[index] for index, track in assigned.items()}
