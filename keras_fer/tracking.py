@@ -3,8 +3,8 @@
 A track is one face over time. The tracker is told about every frame (`IoUTracker.step`): on a
 frame with a detection round, every detected face joins the live track whose predicted box
 overlaps it most (intersection over union, greedy from the best pair). A face that overlaps no
-track enough joins the nearest one of about its size whose center is within one side of its own
-(a face that starts moving fast has no velocity yet, and between two detection rounds moves
+track enough joins the nearest one of about its size whose center is within two sides of its
+own (a face that starts moving fast has no velocity yet, and between two detection rounds moves
 further than overlap allows). Any other face starts a new track;
 on the frames between, and when a track's face is missed, the track is *carried*: its last
 face moves on at the track's velocity (pixels a frame, measured between its detections). A
@@ -34,9 +34,10 @@ CONFIRM_SCORE = 0.75
 CONFIRM_ROUNDS = 3
 # A face that overlaps no track may join one whose predicted center is this many of its sides
 # away at most, if their sides differ by this ratio at most. An IoU of 0.3 between boxes of one
-# size allows a shift of 0.54 sides only: 80 pixels a round (20 a frame, detection every 4th) for
-# a 100-pixel face started a new track each round, and left ghosts carried where it had been.
-MAX_CENTER_SHIFT = 1.0
+# size allows a shift of 0.54 sides only: a 100-pixel face moving 80 pixels a round (20 a frame,
+# detection every 4th) started a new track each round and left ghosts carried where it had
+# been, and so did a 46-pixel face moving 48 pixels a round (1.04 sides).
+MAX_CENTER_SHIFT = 2.0
 MAX_SIDE_RATIO = 1.5
 
 

@@ -87,19 +87,42 @@ def test_a_face_that_starts_moving_fast_stays_one_track_without_ghosts(tmp_path,
     assert len(frames) == len(set(frames)) >= 37  # one face a frame, in nearly every frame
 
 
-def test_a_face_joins_the_nearest_track_of_its_size_within_one_side_when_it_overlaps_none():
+def test_two_faces_crossing_fast_in_opposite_directions_keep_their_tracks(tmp_path, video_model):
+    # 46-pixel faces, 12 pixels a frame from the first frame: 48 pixels a round, more than a side.
+    face = astronaut(240)[20:140, 60:180]
+
+    def frame(index):
+        canvas = np.full((*CANVAS, 3), 90, np.uint8)
+        canvas[60:180, 20 + 12 * index : 140 + 12 * index] = face
+        canvas[250:370, 500 - 12 * index : 620 - 12 * index] = face[:, ::-1]
+        return canvas
+
+    clip = write_clip(tmp_path / "clip.mp4", (frame(index) for index in range(40)))
+    assert main([clip, "--model", video_model, "--csv", str(tmp_path / "e.csv")]) == 0
+    rows = rows_of(tmp_path / "e.csv")
+    tracks = {}
+    for row in rows:
+        tracks.setdefault(row["track"], []).append((int(row["frame"]), int(row["x"]), int(row["y"])))
+    assert len(tracks) == 2
+    upper, lower = sorted(tracks.values(), key=lambda track: track[0][2])
+    for track, direction in ((upper, 1), (lower, -1)):
+        assert len(track) >= 37 and len({y // 100 for _, _, y in track}) == 1  # one row: no swap
+        xs = [x for _, x, _ in track]
+        assert all(direction * (b - a) >= -2 for a, b in zip(xs, xs[1:]))
+
+
+def test_a_face_joins_the_nearest_track_of_its_size_within_two_sides_when_it_overlaps_none():
     tracker = IoUTracker()
-    assert tracker.update([(0, 0, 100, 100), (400, 0, 100, 100)]) == [(0, (0, 0, 100, 100)), (1, (400, 0, 100, 100))]
-    # 80 pixels on (IoU 0.11): the same faces; the nearer track wins, not the other one 320 away.
-    assert tracker.update([(80, 0, 100, 100), (480, 10, 100, 100)]) == [(0, (80, 0, 100, 100)),
-                                                                          (1, (480, 10, 100, 100))]
-    # Now tracks 0 and 1 move 80 pixels a frame: their predictions are at 160 and 560.
-    assert tracker.update([(300, 0, 100, 100)]) == [(2, (300, 0, 100, 100))]  # 1.4 sides from 160: a new face
-    # Track 1's prediction is (640, 30, 100, 100): a face of its size 0.36 sides off joins it, one
-    # of twice its size does not.
+    assert tracker.update([(0, 0, 100, 100), (600, 0, 100, 100)]) == [(0, (0, 0, 100, 100)), (1, (600, 0, 100, 100))]
+    # 80 pixels on (IoU 0.11): the same faces, now moving 80 pixels a frame.
+    assert tracker.update([(80, 0, 100, 100), (680, 10, 100, 100)]) == [(0, (80, 0, 100, 100)),
+                                                                          (1, (680, 10, 100, 100))]
+    assert tracker.update([(400, 300, 100, 100)]) == [(2, (400, 300, 100, 100))]  # 3.8 sides from any: a new face
+    # Track 1's prediction is now (840, 30, 100, 100): a face of its size 0.74 sides off (IoU 0.15)
+    # joins it, one of twice its size 0.85 sides off (IoU 0.16) does not.
     same_size = copy.deepcopy(tracker)
-    assert same_size.update([(650, 50, 110, 110)]) == [(1, (650, 50, 110, 110))]
-    assert tracker.update([(600, 0, 220, 220)]) == [(3, (600, 0, 220, 220))]
+    assert same_size.update([(900, 60, 110, 110)]) == [(1, (900, 60, 110, 110))]
+    assert tracker.update([(860, 0, 220, 220)]) == [(3, (860, 0, 220, 220))]
 
 
 def test_a_face_that_leaves_the_frame_and_comes_back_is_a_new_track(tmp_path, video_model):
