@@ -127,7 +127,7 @@ def predict_file(recognizer, path, args):
         detectors = " and ".join(detector.name for detector in (recognizer.detector, recognizer.second_detector)
                                  if detector is not None)
         raise ImageError(f"{path}: no face found ({detectors}, faces of {recognizer.min_face_size} pixels or more; "
-                         "try --detector or --min-face-size).")
+                         "try --detector or --min-face-size, or --whole-image if the photos are face crops already).")
     results = [{"file": path, **face.to_dict()} for face in faces]
     for result in results:
         print(json.dumps(result), flush=True)
