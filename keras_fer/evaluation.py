@@ -281,16 +281,19 @@ def run_folder_settings(model_path):
 
     Returns:
         A dict: `class_map`, `detect_faces`, `validation_fraction` and `seed` (of the validation
-        split), and `class_names` (the run's class_names.json, or None).
+        split), and `class_names` (the run's class_names.json, a preset's classes, or None).
     """
     from keras_fer import pretrained
 
     settings = {"class_map": {}, "detect_faces": False, "validation_fraction": 0.1, "seed": 0, "class_names": None}
+    if pretrained.names_a_preset(model_path):
+        # A preset's outputs are its classes: a folder of some of them is read against all of them.
+        return {**settings, "class_names": tuple(pretrained.metadata(model_path)["class_names"])}
     run_config = Path(model_path).resolve().parent / "config.yaml"
     written_classes = run_config.parent / "class_names.json"
-    if written_classes.is_file() and not pretrained.names_a_preset(model_path):
+    if written_classes.is_file():
         settings["class_names"] = tuple(json.loads(written_classes.read_text()))
-    if pretrained.names_a_preset(model_path) or not run_config.is_file():
+    if not run_config.is_file():
         return settings
     from keras_fer.config import load_config
 
@@ -310,7 +313,7 @@ def scan_evaluation_folder(data_dir, split, labels, model_path, class_map=None, 
         data_dir: the image folder.
         split: `--split`, or None for every image (a folder without split folders only).
         labels: the model's label mode; for "folders", the run's recorded classes
-            (class_names.json), else those of `data_dir`.
+            (class_names.json) or a preset's, else those of `data_dir`.
         model_path: the model (`.keras` file or preset name) whose run's settings apply
             (`run_folder_settings`).
         class_map: `--class-map`, overriding the run's.
@@ -423,7 +426,7 @@ def parse_args(argv):
                         help="test-time augmentation: ten-crop (default when given) or flip")
     parser.add_argument("--labels", choices=("fer2013", "ferplus", "ferplus8", "folders"),
                         help="label mode (default: the run's config.yaml beside the model, else fer2013); "
-                        "folders: the classes of the run's training folder")
+                        "folders: the classes of the run's training folder, or a preset's own")
     parser.add_argument("--ferplus", help="FERPlus vote file fer2013new.csv, for the ferplus label modes")
     add_folder_arguments(parser, "the run's")
     parser.add_argument("--batch-size", type=int, default=256)

@@ -91,6 +91,22 @@ def test_an_image_folder_with_a_class_the_model_lacks_is_refused_by_name(tmp_pat
     assert f"--data {folder}" in str(exit_info.value.code) and "pain" in str(exit_info.value.code)
 
 
+def test_a_folder_of_some_of_a_presets_classes_is_read_against_all_of_them_with_folder_labels(tmp_path):
+    # Happy and Sad folders only: their labels must index the preset's seven outputs (3 and 4),
+    # as they do without --labels, not a two-class model's.
+    from keras_fer.evaluation import scan_evaluation_folder
+
+    images, labels = synthetic.synthetic_faces(42, seed=5)
+    kept = (labels == 3) | (labels == 4)
+    folder = write_class_folders(tmp_path / "faces", images[kept], labels[kept])
+    read, _ = scan_evaluation_folder(folder, None, "folders", "fer2013")
+    assert read.class_names == CLASS_NAMES
+    folder_labels = [label for paths, split_labels in read.splits.values() for label in split_labels.tolist()]
+    assert sorted(set(folder_labels)) == [3, 4] and len(folder_labels) == kept.sum()
+    expected = compare(["fer2013"], images[kept], labels[kept], class_names=CLASS_NAMES)[0]["accuracy"]
+    assert main(["fer2013", "--data", str(folder), "--labels", "folders"])[0]["accuracy"] == pytest.approx(expected)
+
+
 def test_a_missing_data_file_and_folder_labels_on_a_csv_are_errors_naming_them(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["fer2013", "--data", str(tmp_path / "absent.csv")])
