@@ -97,6 +97,62 @@ def stage_sizes(input_size, stem="imagenet"):
     return sizes
 
 
+def check_build_arguments(input_size, width, num_classes, mask_depths, mask_width, use_masks, dropout, stem,
+                          augmentation=None, image_shape=(48, 48, 1), flip_average=False):
+    """Raises ValueError, quoting the value, for `build_model` arguments it cannot build a network from.
+
+    `build_model` calls it first; a training run calls it before it touches its directory.
+
+    Example:
+    >>> check_build_arguments(48, 0, 7, (4, 3, 2, 1), 0.5, True, 0.0, "conv3x3_s2")
+    Traceback (most recent call last):
+    ...
+    ValueError: `width` must be a positive integer. Received: width=0
+    """
+    if stem not in STEM_STRIDES:
+        raise ValueError(f"`stem` must be one of {', '.join(STEM_STRIDES)}. Received: stem={stem!r}")
+    if not isinstance(input_size, int) or input_size < 8 * STEM_STRIDES[stem]:
+        raise ValueError(
+            f"`input_size` must be an integer >= {8 * STEM_STRIDES[stem]} with stem {stem!r}. "
+            f"Received: input_size={input_size!r}"
+        )
+    if not isinstance(width, int) or width < 1:
+        raise ValueError(f"`width` must be a positive integer. Received: width={width!r}")
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"`num_classes` must be an integer >= 2. Received: num_classes={num_classes!r}")
+    mask_depths, image_shape = tuple(mask_depths), tuple(image_shape)
+    if len(mask_depths) != len(STAGE_BLOCKS) or not all(isinstance(d, int) and d >= 1 for d in mask_depths):
+        raise ValueError(
+            f"`mask_depths` must be {len(STAGE_BLOCKS)} integers >= 1, one per stage. "
+            f"Received: mask_depths={mask_depths}"
+        )
+    if isinstance(mask_width, bool) or not isinstance(mask_width, (int, float)) or not mask_width > 0:
+        raise ValueError(f"`mask_width` must be a number > 0. Received: mask_width={mask_width!r}")
+    if use_masks:
+        for index, (side, depth) in enumerate(zip(stage_sizes(input_size, stem), mask_depths), start=1):
+            if side % 2 ** (depth - 1):
+                raise ValueError(
+                    f"With stem {stem!r}, `input_size` {input_size} gives stage {index} a side of {side} "
+                    f"pixels, which its depth-{depth} U-Net mask cannot pool {depth - 1} times exactly "
+                    f"(it must be divisible by {2 ** (depth - 1)}). Received: input_size={input_size}, "
+                    f"stem={stem!r}, mask_depths={mask_depths}"
+                )
+    if not isinstance(flip_average, bool):
+        raise ValueError(f"`flip_average` must be True or False. Received: flip_average={flip_average!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
+    if len(image_shape) != 3 or image_shape[-1] not in (1, 3):
+        raise ValueError(
+            f"`image_shape` must be (height, width, 1 or 3). Received: image_shape={image_shape}"
+        )
+    unknown = set(augmentation or {}) - set(DEFAULT_AUGMENTATION) - {"seed"}
+    if unknown:
+        raise ValueError(
+            f"Unknown `augmentation` keys {sorted(unknown)}; known: {sorted(DEFAULT_AUGMENTATION)} "
+            f"and seed. Received: augmentation={augmentation}"
+        )
+
+
 def build_model(
     input_size=224,
     width=64,
@@ -158,49 +214,9 @@ def build_model(
     >>> tuple(model(np.zeros((2, 48, 48, 1), "uint8")).shape)
     (2, 7)
     """
-    if stem not in STEM_STRIDES:
-        raise ValueError(f"`stem` must be one of {', '.join(STEM_STRIDES)}. Received: stem={stem!r}")
-    if not isinstance(input_size, int) or input_size < 8 * STEM_STRIDES[stem]:
-        raise ValueError(
-            f"`input_size` must be an integer >= {8 * STEM_STRIDES[stem]} with stem {stem!r}. "
-            f"Received: input_size={input_size!r}"
-        )
-    if not isinstance(width, int) or width < 1:
-        raise ValueError(f"`width` must be a positive integer. Received: width={width!r}")
-    if not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"`num_classes` must be an integer >= 2. Received: num_classes={num_classes!r}")
-    mask_depths = tuple(mask_depths)
-    if len(mask_depths) != len(STAGE_BLOCKS) or not all(isinstance(d, int) and d >= 1 for d in mask_depths):
-        raise ValueError(
-            f"`mask_depths` must be {len(STAGE_BLOCKS)} integers >= 1, one per stage. "
-            f"Received: mask_depths={mask_depths}"
-        )
-    if isinstance(mask_width, bool) or not isinstance(mask_width, (int, float)) or not mask_width > 0:
-        raise ValueError(f"`mask_width` must be a number > 0. Received: mask_width={mask_width!r}")
-    if use_masks:
-        for index, (side, depth) in enumerate(zip(stage_sizes(input_size, stem), mask_depths), start=1):
-            if side % 2 ** (depth - 1):
-                raise ValueError(
-                    f"With stem {stem!r}, `input_size` {input_size} gives stage {index} a side of {side} "
-                    f"pixels, which its depth-{depth} U-Net mask cannot pool {depth - 1} times exactly "
-                    f"(it must be divisible by {2 ** (depth - 1)}). Received: input_size={input_size}, "
-                    f"stem={stem!r}, mask_depths={mask_depths}"
-                )
-    if not isinstance(flip_average, bool):
-        raise ValueError(f"`flip_average` must be True or False. Received: flip_average={flip_average!r}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
-    image_shape = tuple(image_shape)
-    if len(image_shape) != 3 or image_shape[-1] not in (1, 3):
-        raise ValueError(
-            f"`image_shape` must be (height, width, 1 or 3). Received: image_shape={image_shape}"
-        )
-    unknown = set(augmentation or {}) - set(DEFAULT_AUGMENTATION) - {"seed"}
-    if unknown:
-        raise ValueError(
-            f"Unknown `augmentation` keys {sorted(unknown)}; known: {sorted(DEFAULT_AUGMENTATION)} "
-            f"and seed. Received: augmentation={augmentation}"
-        )
+    check_build_arguments(input_size, width, num_classes, mask_depths, mask_width, use_masks, dropout, stem,
+                          augmentation, image_shape, flip_average)
+    mask_depths, image_shape = tuple(mask_depths), tuple(image_shape)
 
     if include_preprocessing:
         inputs = keras.Input(image_shape, name="faces")

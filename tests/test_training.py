@@ -59,6 +59,23 @@ def test_missing_data_file_is_an_error_before_the_run_directory_exists(tmp_path)
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("override, message", [
+    ("model.width=-3", "model: `width` must be a positive integer. Received: width=-3"),
+    ("model.mask_width=0", r"model: `mask_width` must be a number > 0. Received: mask_width=0"),
+])
+def test_a_network_the_model_section_cannot_build_is_an_error_before_the_run_directory_is_touched(
+        tmp_path, override, message):
+    # A finished run in the directory stays as it was, even with overwrite.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text("{}")
+    for source in ("synthetic", str(write_synthetic_fer2013(tmp_path / "fer2013.csv", {"Training": 2, "PublicTest": 1},
+                                                             seed=1))):
+        with pytest.raises(RunError, match=message):
+            train(tiny_config(override, f"data.source={source}"), run, overwrite=True)
+    assert [path.name for path in run.iterdir()] == ["metrics.json"]
+
+
 def test_data_file_without_a_validation_split_or_not_fer2013_is_an_error_before_work(tmp_path):
     only_training = write_synthetic_fer2013(tmp_path / "train_only.csv", {"Training": 1}, seed=1)
     with pytest.raises(RunError, match=r"train_only\.csv has no PublicTest rows \(data\.validation_split\)"):

@@ -22,7 +22,13 @@ from keras_fer.training.distribution import (
     thread_settings,
 )
 from keras_fer.training.initialization import assign_initial_weights
-from keras_fer.training.recipe import compile_model, make_model, model_build_arguments, train_steps_per_epoch
+from keras_fer.training.recipe import (
+    check_model,
+    compile_model,
+    make_model,
+    model_build_arguments,
+    train_steps_per_epoch,
+)
 from keras_fer.training.run_directory import (
     RunError,
     RunPaths,
@@ -59,6 +65,7 @@ def train(config, output_dir, overwrite=False, dry_run=False, command=None):
     check_data_source(config)
     if not synthetic:  # a real file or folder is checked before the run directory is touched
         data = checked_data(config, paths)
+    check_model(config, len(fer_data.class_names(config.data.labels) if synthetic else data.class_names))
     resume = prepare_run_directory(paths, config, overwrite, dry_run)
     print(f"Keras {keras.__version__}, backend {backend_name()}; run directory {paths.root}"
           + (" (resuming)" if resume else ""))

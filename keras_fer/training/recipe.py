@@ -6,8 +6,9 @@ import math
 import keras
 
 from keras_fer.losses import SparseCategoricalCrossentropy
-from keras_fer.models import build_model
+from keras_fer.models import build_model, check_build_arguments
 from keras_fer.training.distribution import uses_tensorflow
+from keras_fer.training.run_directory import RunError
 
 def model_build_arguments(config, num_classes):
     """The `build_model` keyword arguments of `config.model`, without augmentation."""
@@ -26,6 +27,16 @@ def model_build_arguments(config, num_classes):
         eca_b=model.eca_b,
         stem=model.stem,
     )
+
+
+def check_model(config, num_classes):
+    """Raises RunError, naming the `model` section, where `config.model` cannot be built."""
+    arguments = model_build_arguments(config, num_classes)
+    checked = ("input_size", "width", "num_classes", "mask_depths", "mask_width", "use_masks", "dropout", "stem")
+    try:
+        check_build_arguments(**{name: arguments[name] for name in checked})
+    except ValueError as error:
+        raise RunError(f"model: {error}") from None
 
 
 def make_model(config, num_classes):
