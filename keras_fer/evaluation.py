@@ -281,19 +281,16 @@ def run_folder_settings(model_path):
 
     Returns:
         A dict: `class_map`, `detect_faces`, `validation_fraction` and `seed` (of the validation
-        split), and `class_names` (the run's class_names.json, a preset's classes, or None).
+        split), and `class_names` (the run's class_names.json, or None).
     """
     from keras_fer import pretrained
 
     settings = {"class_map": {}, "detect_faces": False, "validation_fraction": 0.1, "seed": 0, "class_names": None}
-    if pretrained.names_a_preset(model_path):
-        # A preset's outputs are its classes: a folder of some of them is read against all of them.
-        return {**settings, "class_names": tuple(pretrained.metadata(model_path)["class_names"])}
     run_config = Path(model_path).resolve().parent / "config.yaml"
     written_classes = run_config.parent / "class_names.json"
-    if written_classes.is_file():
+    if written_classes.is_file() and not pretrained.names_a_preset(model_path):
         settings["class_names"] = tuple(json.loads(written_classes.read_text()))
-    if not run_config.is_file():
+    if pretrained.names_a_preset(model_path) or not run_config.is_file():
         return settings
     from keras_fer.config import load_config
 
@@ -326,10 +323,15 @@ def scan_evaluation_folder(data_dir, split, labels, model_path, class_map=None, 
     """
     from keras_fer import data as fer_data
 
+    from keras_fer import pretrained
+
     settings = run_folder_settings(model_path)
     class_map = class_map if class_map is not None else settings["class_map"]
     classes = labels
-    if labels == "folders" and settings["class_names"]:
+    if labels == "folders" and pretrained.names_a_preset(model_path):
+        # A preset's outputs are its label mode's classes: a folder of some of them is read against all.
+        classes = labels_of_run(model_path)[0]
+    elif labels == "folders" and settings["class_names"]:
         classes = settings["class_names"]
     try:
         folder = fer_data.scan_image_folder(data_dir, labels=classes, class_map=class_map,
