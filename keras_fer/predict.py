@@ -119,15 +119,20 @@ def parse_args(argv=None):
     return args
 
 
+def searched(recognizer, second_detector=None):
+    """What a search that found no face looked for, and the options that change it."""
+    detectors = " and ".join(detector.name for detector in (recognizer.detector, second_detector)
+                          if detector is not None)
+    return f"{detectors}, faces of {recognizer.min_face_size} pixels or more; try --detector or --min-face-size"
+
+
 def predict_file(recognizer, path, args):
     """Classifies one photo, prints its JSON lines and writes the requested pictures."""
     image = read_image(path)
     faces = recognizer.recognize(image, whole_image=args.whole_image)
     if not faces:
-        detectors = " and ".join(detector.name for detector in (recognizer.detector, recognizer.second_detector)
-                                 if detector is not None)
-        raise ImageError(f"{path}: no face found ({detectors}, faces of {recognizer.min_face_size} pixels or more; "
-                         "try --detector or --min-face-size, or --whole-image if the photos are face crops already).")
+        raise ImageError(f"{path}: no face found ({searched(recognizer, recognizer.second_detector)}, or "
+                         "--whole-image if the photos are face crops already).")
     results = [{"file": path, **face.to_dict()} for face in faces]
     for result in results:
         print(json.dumps(result), flush=True)
@@ -170,8 +175,7 @@ def predict_video(recognizer, source, args):
               "its header announces (truncated or damaged); the readable frames were processed.", file=sys.stderr)
     if not faces_found and video.frames_read:
         # The records hold only their header; say why rather than leave an empty file unexplained.
-        print(f"warning: {video.name}: no face found in its {video.frames_read} frames ({recognizer.detector.name}, "
-              f"faces of {recognizer.min_face_size} pixels or more; try --detector or --min-face-size).",
+        print(f"warning: {video.name}: no face found in its {video.frames_read} frames ({searched(recognizer)}).",
               file=sys.stderr)
     if args.plot:
         plot_timeline(args.csv, args.plot)
