@@ -137,10 +137,10 @@ class IoUTracker:
             pairs = []
             for index, face in enumerate(faces):
                 for track, guess in predicted.items():
-                    overlap, shift = iou(face.box, guess.box), center_shift(face.box, guess.box)
+                    overlap = iou(face.box, guess.box)
                     if overlap >= self.min_iou:
                         pairs.append(((0, -overlap), index, track))
-                    elif shift <= MAX_CENTER_SHIFT:
+                    elif (shift := center_shift(face.box, guess.box)) <= MAX_CENTER_SHIFT:
                         pairs.append(((1, shift), index, track))
             for _, index, track in sorted(pairs):
                 if index not in assigned and track not in assigned.values():
