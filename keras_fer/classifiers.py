@@ -15,6 +15,9 @@ from keras_fer.data import IMAGE_SHAPE
 from keras_fer.models import STAGE_BLOCKS
 from keras_fer.serving import CLASS_NAMES_METADATA, ENCODED_SIGNATURE, PIXELS_SIGNATURE
 
+# The layers whose outputs are the four stages' mask gates F * W, in every network with masks.
+STAGE_GATE_LAYERS = tuple(f"stage{index}_mask_gate" for index in range(1, len(STAGE_BLOCKS) + 1))
+
 FACE_SIZE = IMAGE_SHAPE[:2]
 # Faces a call to a model takes at most. A network's activations grow with its batch: the `ferplus`
 # ensemble took 8.8 GiB of peak RSS for PublicTest's 3,396 faces in one Keras call, and 1.7 GiB in
@@ -88,39 +91,45 @@ class KerasClassifier(Classifier):
     def classify_batch(self, faces):
         return np.asarray(self.model.predict_on_batch(faces.astype(np.float32)), np.float32)
 
-    def stage_gate_layers(self):
-        """Names of the layers whose outputs are the four stages' mask gates F * W.
+    def mask_networks(self):
+        """The networks whose stage masks `stage_gates` reads: the model, or each network of an ensemble.
 
+        Returns:
+            list of `keras.Model`s, each holding the layers `stage1_mask_gate` to `stage4_mask_gate`.
         Raises:
-            ModelError: the model has no masks of its own.
+            ModelError: no network of the model has masks.
         """
         import keras
 
-        names = [f"stage{index}_mask_gate" for index in range(1, len(STAGE_BLOCKS) + 1)]
-        if not set(names) <= {layer.name for layer in self.model.layers}:
-            members = [layer.name for layer in self.model.layers if isinstance(layer, keras.Model)]
-            reason = (f"an ensemble of {len(members)} networks, {', '.join(members)}, each with masks of its own"
-                      if members else "built with use_masks=False")
-            raise ModelError(f"{self.path}: the model has no stage masks ({reason}).")
-        return names
+        candidates = [self.model] + [layer for layer in self.model.layers if isinstance(layer, keras.Model)]
+        networks = [network for network in candidates
+                    if set(STAGE_GATE_LAYERS) <= {layer.name for layer in network.layers}]
+        if not networks:
+            raise ModelError(f"{self.path}: the model has no stage masks (built with use_masks=False).")
+        return networks
 
     def stage_gates(self, face):
-        """The mean over channels of each stage's mask gate F * W for one face.
+        """The mean over channels of each stage's mask gate F * W for one face, for each network.
 
         The masks end in a softmax over channels, so the mean of a mask itself is 1/C at
         every pixel; the gate F * W (what the mask adds to the features F) shows where the
-        mask amplifies the stage's features.
+        mask amplifies the stage's features. An ensemble's networks each have masks of their
+        own, so each gets its own maps.
 
         Returns:
-            list of four float32 (h_i, w_i) maps, stage 1 first.
+            {network name: list of four float32 (h_i, w_i) maps, stage 1 first}, one entry per
+            network of `mask_networks` (an ensemble's in member order: `member1`, ...).
         Raises:
-            ModelError: the model has no masks (`stage_gate_layers`).
+            ModelError: the model has no masks (`mask_networks`).
         """
         import keras
 
-        gates = keras.Model(self.model.input, [self.model.get_layer(name).output for name in self.stage_gate_layers()])
-        outputs = gates.predict_on_batch(face[None].astype(np.float32))
-        return [np.asarray(output[0], np.float32).mean(axis=-1) for output in outputs]
+        gates = {}
+        for network in self.mask_networks():
+            probe = keras.Model(network.input, [network.get_layer(name).output for name in STAGE_GATE_LAYERS])
+            outputs = probe.predict_on_batch(face[None].astype(np.float32))
+            gates[network.name] = [np.asarray(output[0], np.float32).mean(axis=-1) for output in outputs]
+        return gates
 
 
 class SavedModelClassifier(Classifier):

@@ -51,27 +51,33 @@ def annotate_frame(image, faces, bar_width=90):
     return annotated
 
 
-def mask_overlays(face, gate_maps, tile=192):
-    """One BGR strip: the face, then each stage's map as a heat map over it.
+def mask_overlays(face, gates, tile=192):
+    """BGR strips, one per network: the face, then each stage's map as a heat map over it.
 
     Args:
         face: uint8 (48, 48, C).
-        gate_maps: float (h, w) maps, e.g. from `KerasClassifier.stage_gates`.
+        gates: {network name: float (h, w) maps}, as `KerasClassifier.stage_gates` gives. With
+            more than one network (an ensemble), each strip's face tile carries its network's name.
         tile: side of each picture in pixels.
     """
     gray = face[..., 0] if face.shape[-1] == 1 else cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)
     face_tile = cv2.cvtColor(cv2.resize(gray, (tile, tile), interpolation=cv2.INTER_CUBIC), cv2.COLOR_GRAY2BGR)
-    tiles = [face_tile]
-    for stage, gate_map in enumerate(gate_maps, start=1):
-        span = float(gate_map.max() - gate_map.min())
-        normalized = (gate_map - gate_map.min()) / span if span > 0 else np.zeros_like(gate_map)
-        heat = cv2.applyColorMap(
-            cv2.resize(np.uint8(255 * normalized), (tile, tile), interpolation=cv2.INTER_LINEAR), cv2.COLORMAP_JET
-        )
-        overlay = cv2.addWeighted(face_tile, 0.5, heat, 0.5, 0)
-        cv2.putText(overlay, f"stage {stage}", (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2)
-        tiles.append(overlay)
-    return np.concatenate(tiles, axis=1)
+    strips = []
+    for network, gate_maps in gates.items():
+        tiles = [face_tile.copy()]
+        if len(gates) > 1:
+            cv2.putText(tiles[0], network, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2)
+        for stage, gate_map in enumerate(gate_maps, start=1):
+            span = float(gate_map.max() - gate_map.min())
+            normalized = (gate_map - gate_map.min()) / span if span > 0 else np.zeros_like(gate_map)
+            heat = cv2.applyColorMap(
+                cv2.resize(np.uint8(255 * normalized), (tile, tile), interpolation=cv2.INTER_LINEAR), cv2.COLORMAP_JET
+            )
+            overlay = cv2.addWeighted(face_tile, 0.5, heat, 0.5, 0)
+            cv2.putText(overlay, f"stage {stage}", (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2)
+            tiles.append(overlay)
+        strips.append(np.concatenate(tiles, axis=1))
+    return np.concatenate(strips, axis=0)
 
 
 def write_image(directory, path, suffix, image):

@@ -76,7 +76,8 @@ def parse_args(argv=None):
     photos.add_argument("--annotate", metavar="DIR", help="write each photo with boxes and labels drawn to DIR")
     photos.add_argument(
         "--masks", metavar="DIR",
-        help="write, for the largest face of each photo, the four stage mask gates over the face (.keras and presets)",
+        help="write, for the largest face of each photo, the four stage mask gates over the face (.keras and presets; "
+             "one row per network of an ensemble)",
     )
     photos.add_argument(
         "--whole-image", action="store_true", help="the images are face crops already: classify them whole"
@@ -213,7 +214,7 @@ def main(argv=None):
             raise ModelError(f"{args.model}: --masks needs a .keras model or a preset (the stage masks are not "
                              "exported).")
         if args.masks:
-            recognizer.classifier.stage_gate_layers()  # a model without masks is refused before any photo
+            recognizer.classifier.mask_networks()  # a model without masks is refused before any photo
     except (ModelError, pretrained.PresetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

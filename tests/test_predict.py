@@ -10,6 +10,7 @@ from test_export import tiny_export
 
 from keras_fer import predict
 from keras_fer.data import CLASS_NAMES, synthetic_faces
+from keras_fer.models import build_model
 from keras_fer.classifiers import TFLiteClassifier, ModelError, check_face_input, quantized_input_scale
 
 # scikit-image ships this NASA portrait of Eileen Collins: a real photo that no one here drew.
@@ -73,6 +74,23 @@ def test_annotated_photo_and_mask_overlays(exported, tmp_path, capsys):
     assert all(np.abs(tiles[i] - tiles[j]).mean() > 1 for i in range(1, 5) for j in range(i + 1, 5))
 
 
+def test_mask_overlays_of_an_ensemble_have_one_strip_per_network(tmp_path, capsys):
+    """The FERPlus preset averages two networks, each with masks of its own: each gets its row."""
+    status, (face,), err = run_predict(capsys, "--model", "ferplus", "--masks", str(tmp_path), ASTRONAUT)
+    assert status == 0, err
+    strip = cv2.imread(str(tmp_path / "astronaut_masks.png")).astype(int)
+    tile = strip.shape[1] // 5
+    assert strip.shape == (2 * tile, 5 * tile, 3)
+    rows = [strip[:tile], strip[tile:]]
+    # The same face heads both rows, under each network's name.
+    assert np.abs(rows[0][tile // 3 :, :tile] - rows[1][tile // 3 :, :tile]).mean() < 1
+    assert np.abs(rows[0][: tile // 6, :tile] - rows[1][: tile // 6, :tile]).mean() > 1
+    # The two networks' masks differ (stride 2 and stride 1), stage by stage.
+    for stage in range(1, 5):
+        overlays = [row[:, stage * tile : (stage + 1) * tile] for row in rows]
+        assert np.abs(overlays[0] - overlays[1]).mean() > 2
+
+
 def test_bad_files_are_reported_and_the_others_processed(exported, tmp_path, capsys):
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff this is not a JPEG")
@@ -121,10 +139,11 @@ def test_model_errors_are_clear(exported, tmp_path, capsys):
         assert f"{model}: {message}" in err
     status, _, err = run_predict(capsys, "--model", exported["tflite"]["float32"], "--masks", str(tmp_path), ASTRONAUT)
     assert status == 1 and "--masks needs a .keras model" in err
-    # The FERPlus preset averages networks that each have masks: it is refused before any photo.
-    status, lines, err = run_predict(capsys, "--model", "ferplus", "--masks", str(tmp_path), ASTRONAUT)
-    assert (status, lines) == (1, [])
-    assert "ferplus: the model has no stage masks (an ensemble of" in err and "member1, member2" in err
+    no_masks = str(tmp_path / "no_masks.keras")
+    build_model(input_size=32, width=4, use_masks=False).save(no_masks)
+    status, lines, err = run_predict(capsys, "--model", no_masks, "--masks", str(tmp_path), ASTRONAUT)
+    assert (status, lines) == (1, [])  # refused before any photo
+    assert f"{no_masks}: the model has no stage masks (built with use_masks=False)" in err
     status, _, err = run_predict(capsys, "--model", exported["keras"], "--class-names", "a,b", ASTRONAUT)
     assert status == 1 and "2 class names ('a', 'b') for 7 model outputs" in err
 
