@@ -258,6 +258,23 @@ def load_model_file(path):
         raise ValueError(f"--model {path}: not a loadable Keras model ({type(error).__name__}: {error})") from None
 
 
+def model_class_names(path, model):
+    """The classes that the outputs of `model`, loaded by `load_model_file(path)`, stand for.
+
+    Those a preset carries (`model.class_names`), else those of the `.keras` file's run
+    (`keras_fer.classifiers.resolve_class_names`). Raises ValueError when they are not known.
+    """
+    from keras_fer import pretrained
+    from keras_fer.classifiers import ModelError, resolve_class_names
+
+    if pretrained.names_a_preset(path):
+        return model.class_names
+    try:
+        return resolve_class_names(path, model.output_shape[-1])
+    except ModelError as error:
+        raise ValueError(str(error)) from None
+
+
 def labels_of_run(model_path):
     """`(labels, ferplus_path)` of a model: a preset's recorded label mode, or the config.yaml beside a run's model.
 

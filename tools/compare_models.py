@@ -48,20 +48,6 @@ def ensemble_members(argument):
     return members
 
 
-def network_class_names(name, model):
-    """The classes the outputs of `model`, loaded from `name`, stand for: those a preset carries
-    (`model.class_names`), else those of its run."""
-    from keras_fer import pretrained
-    from keras_fer.classifiers import ModelError, resolve_class_names
-
-    if pretrained.names_a_preset(name):
-        return model.class_names
-    try:
-        return resolve_class_names(name, model.output_shape[-1])
-    except ModelError as error:
-        raise ValueError(str(error)) from None
-
-
 def network_probabilities(names, images, class_names, tta, batch_size):
     """Class probabilities of each distinct network on `images`: `{name: (N, classes) array}`.
 
@@ -69,7 +55,7 @@ def network_probabilities(names, images, class_names, tta, batch_size):
         ValueError: a network's outputs are not `class_names` in that order, since averaging or
             scoring them against the labels would then mix classes.
     """
-    from keras_fer.evaluation import load_model_file, predict_probabilities
+    from keras_fer.evaluation import load_model_file, model_class_names, predict_probabilities
 
     class_names = tuple(class_names)
     probabilities = {}
@@ -78,7 +64,7 @@ def network_probabilities(names, images, class_names, tta, batch_size):
         outputs = model.output_shape[-1]
         if outputs != len(class_names):
             raise ValueError(f"{name}: {outputs} outputs, but the labels have {len(class_names)} classes")
-        network_classes = network_class_names(name, model)
+        network_classes = model_class_names(name, model)
         if network_classes != class_names:
             raise ValueError(f"{name}: its outputs are {', '.join(network_classes)}, but the labels index "
                              f"{', '.join(class_names)}")
