@@ -176,6 +176,14 @@ class TrainingConfig:
     )
     freeze_epochs: int = field(0, "first epochs that train only the classifier, the rest of the network frozen "
                                "(batch normalization too); then all of it (fine-tuning with training.init)")
+    teacher: typing.Optional[str] = field(
+        None, "knowledge distillation: a model whose probabilities for each training face are mixed into that "
+        "face's target, a preset name (fer2013), PRESET:memberN or a trained .keras file giving the run's "
+        "classes; the training split is then held in memory (docs/training.md); null for none"
+    )
+    teacher_weight: float = field(0.5, "with training.teacher: each training target is (1 - teacher_weight) x the "
+                                       "face's label (or vote shares) + teacher_weight x the teacher's probabilities, "
+                                       "in (0, 1]")
     time_limit_minutes: typing.Optional[float] = field(
         None, "stop training (then evaluate as usual) once the next epoch would end past this many minutes of "
         "this invocation; with epochs left the backup is kept and the same command continues the run; "
@@ -260,6 +268,11 @@ def check_relations(config):
         raise ConfigError(f"data.targets: `votes` are FERPlus's annotator votes and need data.labels ferplus or "
                           f"ferplus8 (with a FER2013 CSV and data.ferplus_path), got data.labels "
                           f"{config.data.labels!r}")
+    if training.teacher is not None and not 0.0 < training.teacher_weight <= 1.0:
+        raise ConfigError(f"training.teacher_weight: must be in (0, 1] with a teacher, got {training.teacher_weight}")
+    if training.teacher is not None and config.runtime.strategy == "multi_worker":
+        raise ConfigError("training.teacher: distillation holds the training split in memory as NumPy arrays, "
+                          "which runtime.strategy multi_worker cannot shard; use one machine's strategy")
     if not 0.0 <= training.label_smoothing < 1.0:
         raise ConfigError(f"training.label_smoothing: must be in [0, 1), got {training.label_smoothing}")
 

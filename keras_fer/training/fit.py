@@ -37,6 +37,7 @@ from keras_fer.training.run_directory import (
     prepare_run_directory,
     record_command,
 )
+from keras_fer.training.teacher import distillation_inputs, load_teacher
 
 
 def train(config, output_dir, overwrite=False, dry_run=False, command=None):
@@ -65,7 +66,9 @@ def train(config, output_dir, overwrite=False, dry_run=False, command=None):
     check_data_source(config)
     if not synthetic:  # a real file or folder is checked before the run directory is touched
         data = checked_data(config, paths)
-    check_model(config, len(fer_data.class_names(config.data.labels) if synthetic else data.class_names))
+    run_classes = fer_data.class_names(config.data.labels) if synthetic else data.class_names
+    check_model(config, len(run_classes))
+    teacher = load_teacher(config.training.teacher, run_classes) if config.training.teacher is not None else None
     resume = prepare_run_directory(paths, config, overwrite, dry_run)
     print(f"Keras {keras.__version__}, backend {backend_name()}; run directory {paths.root}"
           + (" (resuming)" if resume else ""))
@@ -105,7 +108,7 @@ def train(config, output_dir, overwrite=False, dry_run=False, command=None):
     if dry_run:
         return dry_run_report(config, model, callbacks, data.sizes, replicas, steps_per_epoch)
 
-    inputs = fit_inputs(config, data, seed)
+    inputs = fit_inputs(config, data, seed) if teacher is None else distillation_inputs(config, data, teacher)
     if strategy is not None and config.runtime.strategy == "multi_worker":
         adapt_to_multi_worker(model, inputs["x"].element_spec)
     history = model.fit(

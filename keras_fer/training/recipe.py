@@ -87,9 +87,10 @@ def make_optimizer(settings, learning_rate):
 def compile_model(model, config, steps_per_epoch):
     """Compiles `model` with the config's optimizer, schedule (`steps_per_epoch` long epochs) and loss, and builds the optimizer."""
     training = config.training
-    # Vote targets are distributions over the classes; "accuracy" then compares their argmax,
-    # the majority label, with the prediction's.
-    loss_class = keras.losses.CategoricalCrossentropy if config.data.targets == "votes" else SparseCategoricalCrossentropy
+    # Vote targets and a teacher's (keras_fer.training.teacher) are distributions over the classes;
+    # "accuracy" then compares their argmax, the majority label, with the prediction's.
+    soft_targets = config.data.targets == "votes" or config.training.teacher is not None
+    loss_class = keras.losses.CategoricalCrossentropy if soft_targets else SparseCategoricalCrossentropy
     model.compile(
         optimizer=make_optimizer(training.optimizer, make_learning_rate(training, steps_per_epoch)),
         loss=loss_class(label_smoothing=training.label_smoothing),
