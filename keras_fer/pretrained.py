@@ -49,6 +49,13 @@ PRESETS = {
                        "parameters, each face averaged with its mirror image) trained on FER2013 Training by "
                        "configs/fer2013_cpu.yaml; PublicTest 69.30%. See docs/model_card.md.",
     },
+    "fer2013_ensemble": {
+        "file": "fer2013_ensemble.npz",
+        "sha256": "4be279d7de15198c994d82607557c8a41ce5278c91449b1a6dd64984c7af111b",
+        "description": "an ensemble of two networks trained on FER2013 by configs/fer2013_cpu.yaml, each face's "
+                       "probabilities averaged over them: member1 the fer2013 preset (seed 42), member2 the same "
+                       "recipe from scratch with seed 43; PublicTest 69.82%. See docs/model_card_fer2013_ensemble.md.",
+    },
     "ferplus": {
         "file": "ferplus.npz",
         "sha256": "5677f65a20dd783a14d09f91a65defdddade61dba67c8d1c515674d1ca668338",

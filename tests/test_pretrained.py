@@ -49,7 +49,7 @@ def test_a_damaged_file_is_refused_with_both_digests(tmp_path):
 
 
 def test_an_unknown_preset_name_is_quoted_with_the_available_ones():
-    with pytest.raises(pretrained.PresetError, match=r"Unknown preset 'fer2014'; available: fer2013, ferplus"):
+    with pytest.raises(pretrained.PresetError, match=r"Unknown preset 'fer2014'; available: fer2013, fer2013_ensemble, ferplus"):
         pretrained.load("fer2014")
 
 
@@ -177,6 +177,32 @@ def test_the_ferplus_preset_reproduces_its_recorded_ferplus_publictest_accuracy_
     assert report["num_images"] == recorded["num_images"] == 3396
     assert report["accuracy"] == recorded["accuracy"]
     assert report["confusion_matrix"] == recorded["confusion_matrix"]
+
+
+@pytest.mark.skipif(not SHARED_CSV.exists(), reason="needs the real FER2013 file in ../shared")
+def test_the_fer2013_ensemble_reproduces_its_recorded_publictest_accuracy_exactly():
+    from keras_fer.evaluation import evaluate_split
+
+    model = pretrained.load("fer2013_ensemble")
+    recorded = pretrained.metadata("fer2013_ensemble")["provenance"]["shipped_validation"]
+    report = evaluate_split(model, SHARED_CSV, "PublicTest", class_names=model.class_names)
+    assert report["num_images"] == recorded["num_images"] == 3589
+    assert report["accuracy"] == recorded["accuracy"]
+    assert report["confusion_matrix"] == recorded["confusion_matrix"]
+
+
+def test_the_fer2013_ensemble_is_the_fer2013_network_and_one_of_another_seed():
+    _, build, weights = pretrained.preset_network("fer2013")
+    metadata1, build1, weights1 = pretrained.preset_network("fer2013_ensemble:member1")
+    provenance = pretrained.metadata("fer2013")["provenance"]
+    # The member keeps the network's record; the preset's own PublicTest figures are the pair's.
+    assert build1 == build and metadata1["provenance"] == {key: value for key, value in provenance.items()
+                                                           if key != "shipped_validation"}
+    assert weights1.keys() == weights.keys() and all(np.array_equal(weights1[key], weights[key]) for key in weights)
+    metadata2, build2, weights2 = pretrained.preset_network("fer2013_ensemble:member2")
+    assert build2 == build  # the same recipe and network...
+    assert metadata2["provenance"]["seed"] == 43 != metadata1["provenance"]["seed"]  # ...from another seed
+    assert not np.array_equal(weights2["predictions/kernel"], weights["predictions/kernel"])
 
 
 def test_each_network_of_the_ferplus_ensemble_loads_alone_and_their_mean_is_the_preset():
