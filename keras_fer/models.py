@@ -296,6 +296,25 @@ def build_ensemble(members, name="keras_fer_ensemble"):
     return keras.Model(inputs, outputs, name=name)
 
 
+def network_count(model):
+    """How many networks `model` runs: the members of a `build_ensemble` model, else 1.
+
+    Args:
+        model: a `keras.Model` of `build_model` or `build_ensemble`.
+    Returns:
+        int, at least 1.
+
+    Example:
+    >>> members = [build_model(input_size=32, width=4, use_masks=False, name=f"member{index}")
+    ...            for index in (1, 2)]
+    >>> network_count(build_ensemble(members)), network_count(members[0])
+    (2, 1)
+    """
+    if "average_members" not in {layer.name for layer in model.layers}:
+        return 1
+    return sum(isinstance(layer, keras.Model) for layer in model.layers)
+
+
 def as_float32(model):
     """`model` if every layer computes in float32, else a float32 copy of it with the same weights.
 

@@ -133,3 +133,5 @@ def test_the_ferplus_members_averaged_here_score_as_the_shipped_ensemble_on_real
     assert rows[1]["right_where_baseline_wrong"] + rows[1]["wrong_where_baseline_right"] <= 2
     # One network alone is a different model: it disagrees with the pair on some faces.
     assert rows[2]["right_where_baseline_wrong"] + rows[2]["wrong_where_baseline_right"] > 0
+    # The preset runs two networks however it is named: as itself or member by member.
+    assert [row["networks"] for row in rows] == [2, 2, 1]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from keras_fer.layers import ECA, ECAUNetMask, eca_kernel_size
-from keras_fer.models import STAGE_BLOCKS, build_ensemble, build_model, stage_outputs
+from keras_fer.models import STAGE_BLOCKS, build_ensemble, build_model, network_count, stage_outputs
 
 FACES = np.random.default_rng(0).integers(0, 256, size=(4, 48, 48, 1), dtype="uint8")
 
@@ -164,6 +164,7 @@ def test_an_ensemble_gives_the_mean_of_its_networks_probabilities_and_loads_back
     ensemble.save(tmp_path / "ensemble.keras")
     restored = keras.saving.load_model(tmp_path / "ensemble.keras")
     np.testing.assert_allclose(keras.ops.convert_to_numpy(restored(FACES)), probabilities, atol=1e-6)
+    assert (network_count(restored), network_count(coarse)) == (2, 1)
 
 
 @pytest.mark.parametrize("members, quoted", [

@@ -1,9 +1,10 @@
 """Accuracy of models and of probability-averaged ensembles on one split, each paired against a baseline.
 
 Each MODEL argument is a network (a `.keras` file, a preset name, `PRESET:memberN`) or several
-joined by `+`, an ensemble whose networks' class probabilities are averaged with equal weights (a
-preset that is itself an ensemble counts as one network: `ferplus+X` weighs X as much as the whole
-pair, `ferplus:member1+ferplus:member2+X` weighs the three alike). Every network is run once on the
+joined by `+`, an ensemble whose models' class probabilities are averaged with equal weights (a
+preset that is itself an ensemble is averaged as one model: `ferplus+X` weighs X as much as the whole
+pair, `ferplus:member1+ferplus:member2+X` weighs the three alike; either way the table's `networks`
+counts three, the networks that the average runs). Every network is run once on the
 split, however many arguments name it. The first argument is the baseline. Each other one is
 compared with it face by face: its gain in points, the standard error of the mean paired
 difference, and the faces it gets right that the baseline gets wrong and the reverse.
@@ -49,16 +50,21 @@ def ensemble_members(argument):
 
 
 def network_probabilities(names, images, class_names, tta, batch_size):
-    """Class probabilities of each distinct network on `images`: `{name: (N, classes) array}`.
+    """Class probabilities of each distinct model named on `images`, and how many networks each runs.
+
+    Returns:
+        `({name: (N, classes) array}, {name: networks})`; a preset or `.keras` file that is itself
+        an ensemble runs several networks (`keras_fer.models.network_count`).
 
     Raises:
         ValueError: a network's outputs are not `class_names` in that order, since averaging or
             scoring them against the labels would then mix classes.
     """
     from keras_fer.evaluation import load_model_file, model_class_names, predict_probabilities
+    from keras_fer.models import network_count
 
     class_names = tuple(class_names)
-    probabilities = {}
+    probabilities, networks = {}, {}
     for name in dict.fromkeys(names):
         model = load_model_file(name)
         outputs = model.output_shape[-1]
@@ -70,7 +76,8 @@ def network_probabilities(names, images, class_names, tta, batch_size):
                              f"{', '.join(class_names)}")
         print(f"{name}: predicting {len(images)} faces", file=sys.stderr)
         probabilities[name] = predict_probabilities(model, images, tta=tta, batch_size=batch_size)
-    return probabilities
+        networks[name] = network_count(model)
+    return probabilities, networks
 
 
 def compare(arguments, images, labels, class_names, tta=None, batch_size=256):
@@ -82,20 +89,22 @@ def compare(arguments, images, labels, class_names, tta=None, batch_size=256):
         class_names: the classes `labels` index, which every network must output in that order.
         tta, batch_size: as `keras_fer.evaluation.predict_probabilities`.
     Returns:
-        list of dicts: `model`, `networks`, `accuracy`, and, but for the baseline, the entries of
+        list of dicts: `model`, `networks` (how many networks its average runs, `ferplus` counting
+        two), `accuracy`, and, but for the baseline, the entries of
         `keras_fer.evaluation.paired_comparison`.
     """
     from keras_fer.evaluation import paired_comparison
 
     ensembles = [ensemble_members(argument) for argument in arguments]
-    probabilities = network_probabilities([name for members in ensembles for name in members], images,
-                                          class_names, tta, batch_size)
+    probabilities, networks = network_probabilities([name for members in ensembles for name in members],
+                                                    images, class_names, tta, batch_size)
     labels = np.asarray(labels)
     rows, baseline_correct = [], None
     for argument, members in zip(arguments, ensembles):
         average = np.mean([probabilities[name] for name in members], axis=0)
         correct = average.argmax(axis=-1) == labels
-        row = {"model": argument, "networks": len(members), "accuracy": float(correct.mean())}
+        row = {"model": argument, "networks": sum(networks[name] for name in members),
+               "accuracy": float(correct.mean())}
         if baseline_correct is None:
             baseline_correct = correct
         else:
