@@ -37,6 +37,8 @@ STEM_STRIDES = {"imagenet": 4, "conv3x3": 1, "conv3x3_s2": 2}
 STEM_KERNELS = {"imagenet": 7, "conv3x3": 3, "conv3x3_s2": 3}
 # Not stated in the paper: the common FER2013 choice of flips, small shifts and rotations.
 DEFAULT_AUGMENTATION = {"flip": True, "shift": 0.1, "rotation_degrees": 10.0, "zoom": 0.1}
+# The layer of a `build_ensemble` model that averages its members: `network_count` finds ensembles by it.
+ENSEMBLE_AVERAGE_LAYER = "average_members"
 
 
 def apply_stage(x, filters, blocks, stride, mask_depth, stage_name, mask_options):
@@ -292,7 +294,7 @@ def build_ensemble(members, name="keras_fer_ensemble"):
                 f"-> {member.output_shape}"
             )
     inputs = keras.Input(members[0].input_shape[1:], name="faces")
-    outputs = layers.Average(dtype="float32", name="average_members")([member(inputs) for member in members])
+    outputs = layers.Average(dtype="float32", name=ENSEMBLE_AVERAGE_LAYER)([member(inputs) for member in members])
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -310,7 +312,7 @@ def network_count(model):
     >>> network_count(build_ensemble(members)), network_count(members[0])
     (2, 1)
     """
-    if "average_members" not in {layer.name for layer in model.layers}:
+    if ENSEMBLE_AVERAGE_LAYER not in {layer.name for layer in model.layers}:
         return 1
     return sum(isinstance(layer, keras.Model) for layer in model.layers)
 
